@@ -1,0 +1,5 @@
+"""``python -m deeprep_report`` is the ``deeprep`` command."""
+
+from deeprep_report.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""The ``deeprep`` command: thin over the library, responsible for exit codes.
+
+Exit codes: 0 success; 2 bad input (config, model, data, usage), one line on
+stderr; 3 internal error (a bug), one line on stderr and the traceback in
+``run.log``. ``--debug`` shows tracebacks and TensorFlow's own output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from deeprep_report import __version__
+from deeprep_report.errors import UserError
+
+EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+log = logging.getLogger("deeprep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deeprep", description="Audit what a Keras model has learned, layer by layer.")
+    parser.add_argument("--version", action="version", version=f"deeprep-report {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def pipeline_command(name: str, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("pipeline", nargs="?", default="pipeline.yaml", help="pipeline file (default: ./pipeline.yaml)")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                         help="override a config value, e.g. --set datasets[0].limit=100 (repeatable)")
+        sub.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+        sub.add_argument("--debug", action="store_true", help="tracebacks and TensorFlow output on stderr")
+        return sub
+
+    run = pipeline_command("run", "extract activations, compute statistics, write the run folder")
+    run.add_argument("--out", type=Path, help="write the run's files into this folder")
+    pipeline_command("validate", "check the config, files, models and layers without extracting")
+    commands.add_parser("schema", help="print the JSON Schema of pipeline.yaml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        from deeprep_report.config import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
+    from deeprep_report import logs
+
+    run_log = logs.setup(quiet=args.quiet, debug=args.debug)
+    try:
+        return _run(args, run_log) if args.command == "run" else _validate(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place a bug becomes exit 3
+        if args.debug:
+            raise
+        where = _traceback_file(run_log, exc)
+        print(f"internal error: {type(exc).__name__}: {exc} (traceback in {where})".replace("\n", " "), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace, run_log: "logs.RunLog") -> int:  # noqa: F821
+    from deeprep_report.config import load_config
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    config = load_config(args.pipeline, args.overrides)
+    from deeprep_report.kernels import warm_up_in_background
+
+    warm_up_in_background()  # overlaps numba's cache loading with TensorFlow's import
+    import_tensorflow(quiet=not args.debug)
+    from deeprep_report.runner import run_pipeline
+
+    result = run_pipeline(config, run_log, out=args.out, bar=None if not args.quiet else False)
+    print(f"done: {result.path}")
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from deeprep_report import logs
+    from deeprep_report.config import load_config
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    config = load_config(args.pipeline, args.overrides)
+    import_tensorflow(quiet=not args.debug)
+    from deeprep_report.plan import make_plan
+
+    plan = make_plan(config)
+    logs.release_console()
+    pairs = ", ".join(f"{p.model.name} × {p.data.name} ({len(p.model.selected)} layers, {len(p.data.rows)} samples)"
+                      for p in plan.pairs)
+    print(f"{config.source}: OK: {pairs}")
+    return EXIT_OK
+
+
+def _traceback_file(run_log: "logs.RunLog", exc: BaseException) -> Path:  # noqa: F821
+    """run.log when the run folder exists; otherwise a temporary file with the log so far."""
+    if run_log.path is not None:
+        return run_log.path
+    run_log.note("internal error", exc)
+    handle = tempfile.NamedTemporaryFile("w", prefix="deeprep-", suffix=".log", delete=False)
+    handle.close()
+    run_log.dump(Path(handle.name))
+    return Path(handle.name)

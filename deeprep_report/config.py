@@ -1,0 +1,452 @@
+"""The ``config`` stage: parse ``pipeline.yaml`` safely and validate it into typed objects.
+
+Every error is one line naming the file, the field path and what was expected,
+e.g. ``pipeline.yaml: datasets[0].batch_size: expected an integer, got 'many'``.
+This module only checks what can be checked from the text itself; whether
+files exist, models load and layers resolve is the ``plan`` stage's job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from deeprep_report.errors import ConfigError, UserError
+
+BUILTIN_MODELS = ("digits_cnn",)
+BUILTIN_DATASETS = ("digits",)
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RunSection(_Strict):
+    """Where the run folder goes and what makes the run reproducible."""
+
+    name: str = Field("deeprep-run", description="Run folder name under output_dir.")
+    output_dir: str = Field("outputs", description="Folder holding run folders (relative to the pipeline file).")
+    seed: int = Field(0, description="Seed for sample selection and anything random.")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, value: str) -> str:
+        if not value or value in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError(f"expected a folder name without slashes, got {value!r}")
+        return value
+
+
+class ModelSpec(_Strict):
+    """One model to audit; exactly one of ``path``, ``builtin``, ``application``, ``factory``."""
+
+    name: str | None = Field(None, description="Name used in outputs; defaults to the source's name.")
+    path: str | None = Field(None, description="A .keras file, a legacy .h5 file or a SavedModel folder.")
+    builtin: Literal["digits_cnn"] | None = Field(None, description="A model shipped with the tool.")
+    application: str | None = Field(
+        None, description="A keras.applications architecture, e.g. MobileNetV2 (built with weights=None)."
+    )
+    factory: str | None = Field(
+        None, description="'package.module:function' returning a Keras model. Runs that code."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for application or factory."
+    )
+    layers: Literal["all"] | list[str] = Field(
+        "all", description="'all', or a list of layer names and glob patterns (matched on the nested path)."
+    )
+    allow_lambda: bool = Field(
+        False, description="Load Lambda layers, which run Python code stored in the model file."
+    )
+    datasets: list[str] | None = Field(
+        None, description="Names of the datasets to run this model on; default: every dataset whose shape fits."
+    )
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers_shape(cls, value: Any) -> Any:
+        if value == "all":
+            return value
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"expected 'all' or a non-empty list of layer names or patterns, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        given = [k for k in ("path", "builtin", "application", "factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = " and ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of path, builtin, application, factory (got {got})")
+        if self.options and (self.path is not None or self.builtin is not None):
+            raise ValueError("options apply only to application and factory models")
+        if self.factory is not None and not re.fullmatch(r"[\w.]+:[\w.]+", self.factory):
+            raise ValueError(f"factory: expected 'package.module:function', got {self.factory!r}")
+        if self.name is None:
+            source = self.builtin or self.application or self.factory or self.path or "model"
+            self.name = re.split(r"[:/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "model"
+        return self
+
+
+class DatasetSpec(_Strict):
+    """One dataset to push through the models; exactly one of ``path`` and ``builtin``."""
+
+    name: str | None = Field(None, description="Name used in outputs; defaults to the source's name.")
+    path: str | None = Field(
+        None, description="A .npz or .h5 file with array x (and optional labels y), or an image folder."
+    )
+    builtin: Literal["digits"] | None = Field(None, description="A dataset shipped with the tool.")
+    limit: int | None = Field(None, ge=1, description="Use at most this many samples.")
+    batch_size: int = Field(64, ge=1, description="Samples per forward pass; bounds memory.")
+    shuffle: bool = Field(True, description="Pick samples in a seeded random order (run.seed).")
+    x: str | dict[str, str] | None = Field(
+        None,
+        description="Array holding the model input ('x' by default), or a mapping model-input-name -> array.",
+    )
+    y: str | None = Field(None, description="Array holding integer labels; default 'y' when present.")
+    image_size: tuple[int, int] | None = Field(
+        None, description="Image folders: resize to [height, width]; default the first image's size."
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Image folders: channels.")
+    rescale: float = Field(1.0, description="Image folders: multiply pixel values, e.g. 1/255.")
+
+    @field_validator("rescale", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*", value)
+            if match and float(match.group(2)) != 0:
+                return float(match.group(1)) / float(match.group(2))
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DatasetSpec":
+        given = [k for k in ("path", "builtin") if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = " and ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of path, builtin (got {got})")
+        if self.name is None:
+            source = self.builtin or str(self.path)
+            self.name = re.split(r"[/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "dataset"
+        return self
+
+
+class StoreSection(_Strict):
+    """What goes into ``activations.h5``."""
+
+    full_samples: int | Literal["all"] = Field(
+        64, description="Keep full activation maps of the first N samples ('all' for every sample)."
+    )
+    dtype: Literal["float32", "float16"] = Field("float32", description="Storage type of activations.")
+    compression: Literal["gzip", "lzf"] | None = Field(None, description="HDF5 compression filter.")
+    compression_level: int = Field(4, ge=0, le=9, description="gzip level.")
+    inputs: bool = Field(True, description="Store the model inputs of every sample (for exemplars).")
+
+    @field_validator("full_samples", mode="before")
+    @classmethod
+    def _count_or_all(cls, value: Any) -> Any:
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError(f"expected a count >= 0 or 'all', got {value!r}")
+
+
+class StatsSection(_Strict):
+    """How unit statistics are computed."""
+
+    saturation_tol: float = Field(
+        0.01, gt=0, lt=0.5, description="A value is saturated within this fraction of the range from a bound."
+    )
+    histogram_bins: int = Field(64, ge=4, le=250, description="Bins of each layer's value histogram.")
+
+
+class Pipeline(_Strict):
+    """A ``pipeline.yaml``: which models see which data, and what is stored."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    models: list[ModelSpec] = Field(min_length=1)
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    store: StoreSection = Field(default_factory=StoreSection)
+    stats: StatsSection = Field(default_factory=StatsSection)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated pipeline plus where it came from (relative paths resolve against ``base_dir``)."""
+
+    pipeline: Pipeline
+    source: str
+    base_dir: Path
+
+    def resolve(self, path: str) -> Path:
+        """Resolve a path from the pipeline file against the file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    def error(self, field: str, message: str) -> ConfigError:
+        """An error at ``field`` of this config, for later stages to raise."""
+        return ConfigError(self.source, field, message)
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The config with defaults filled in and paths made absolute (for the run folder)."""
+        data = self.pipeline.model_dump(mode="json")
+        data["run"]["output_dir"] = str(self.resolve(data["run"]["output_dir"]).resolve())
+        for section in ("models", "datasets"):
+            for entry in data[section]:
+                if entry.get("path") is not None:
+                    entry["path"] = str(self.resolve(entry["path"]).resolve())
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved_dict(), sort_keys=False, allow_unicode=True)
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read, override and validate a pipeline file; raise :class:`ConfigError` on any problem."""
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        what = "is a folder, not a pipeline file" if file.is_dir() else "no such pipeline file"
+        raise ConfigError(source, "", what)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read: {exc}") from None
+    raw = parse_yaml(text, source)
+    applied = [apply_override(raw, item) for item in overrides]
+    return Config(validate(raw, source, applied), source, file.resolve().parent)
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """``yaml.safe_load`` that also refuses duplicate keys and non-mapping documents."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, where, f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "", f"invalid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(source, "", "file is empty; expected keys run, models, datasets")
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", f"expected a mapping with keys run, models, datasets, got {type(data).__name__}")
+    return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+@dataclass(frozen=True)
+class _Override:
+    text: str
+    loc: tuple[str | int, ...]
+
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_field_path(path: str) -> tuple[str | int, ...]:
+    """``models[0].layers`` -> ``('models', 0, 'layers')``; the inverse of :func:`format_loc`."""
+    loc: list[str | int] = []
+    pos = 0
+    for match in _TOKEN.finditer(path):
+        gap = path[pos : match.start()]
+        if gap not in ("", "."):
+            raise ValueError(path)
+        loc.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+    if not loc or pos != len(path):
+        raise ValueError(path)
+    return tuple(loc)
+
+
+def format_loc(loc: typing.Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def apply_override(raw: dict[str, Any], item: str) -> _Override:
+    """Apply one ``--set key.path=value`` (value parsed as YAML) to the raw config."""
+    key, sep, value_text = item.partition("=")
+    try:
+        if not sep:
+            raise ValueError(item)
+        loc = parse_field_path(key.strip())
+    except ValueError:
+        raise UserError(f"--set {item!r}: expected key.path=value, e.g. run.seed=1 or datasets[0].limit=100") from None
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {item}: value is not valid YAML: {exc}") from None
+    node: Any = raw
+    for depth, part in enumerate(loc[:-1]):
+        where = format_loc(loc[: depth + 1])
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                size = len(node) if isinstance(node, list) else 0
+                raise UserError(f"--set {item}: {where}: no such entry ({size} given)")
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item}: {format_loc(loc[:depth])} is not a mapping")
+            node = node.setdefault(part, [] if isinstance(loc[depth + 1], int) else {})
+    last = loc[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last > len(node):
+            raise UserError(f"--set {item}: {format_loc(loc)}: no such entry")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    else:
+        if not isinstance(node, dict):
+            raise UserError(f"--set {item}: {format_loc(loc[:-1])} is not a mapping")
+        node[last] = value
+    return _Override(item, loc)
+
+
+def validate(raw: dict[str, Any], source: str, overrides: typing.Sequence[_Override] = ()) -> Pipeline:
+    """Validate a raw mapping; the first problem becomes a one-line :class:`ConfigError`."""
+    try:
+        pipeline = Pipeline.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+        message = _describe(error, loc)
+        for override in overrides:
+            if loc[: len(override.loc)] == override.loc:
+                raise ConfigError(f"--set {override.text}", "", message) from None
+        raise ConfigError(source, format_loc(loc), message) from None
+    _check_names(pipeline, source)
+    return pipeline
+
+
+def _check_names(pipeline: Pipeline, source: str) -> None:
+    for section in ("models", "datasets"):
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(getattr(pipeline, section)):
+            if entry.name in seen:
+                raise ConfigError(
+                    source, f"{section}[{index}].name",
+                    f"name {entry.name!r} is already used by {section}[{seen[entry.name]}]; names must be unique",
+                )
+            seen[entry.name] = index
+    names = [d.name for d in pipeline.datasets]
+    for index, model in enumerate(pipeline.models):
+        for j, wanted in enumerate(model.datasets or []):
+            if wanted not in names:
+                raise ConfigError(
+                    source, f"models[{index}].datasets[{j}]",
+                    f"no dataset named {wanted!r}{did_you_mean(wanted, names)}",
+                )
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic inserts the union member's type name into error locations; drop it."""
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "dict"))
+
+
+_EXPECTED = {
+    "missing": "required key is missing",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+}
+
+
+def _describe(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        return f"unknown key{did_you_mean(key, _allowed_keys(loc[:-1]), allowed_list=True)}"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    if kind in _EXPECTED:
+        message = _EXPECTED[kind]
+    else:
+        message = str(error["msg"]).replace("Input should be", "expected", 1)
+        message = message.replace("List should have at least 1 item after validation, not 0", "expected at least one entry")
+    if kind != "missing":
+        message += f", got {_show(error.get('input'))}"
+    return message
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def did_you_mean(key: str, choices: typing.Sequence[str], allowed_list: bool = False) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or the list of choices when asked, or ''."""
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if allowed_list and choices:
+        return f"; expected one of: {', '.join(choices)}"
+    return ""
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the config section at ``loc`` (for 'did you mean')."""
+    cls: Any = Pipeline
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if field is None:
+            return []
+        cls = _model_in(field.annotation)
+    return list(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of ``pipeline.yaml`` for editors (``deeprep schema``)."""
+    schema = Pipeline.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "deeprep-report pipeline.yaml"
+    return schema

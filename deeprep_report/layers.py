@@ -1,0 +1,266 @@
+"""A model's layers as a flat list of nested paths, and the tap model that exposes them.
+
+Keras 3 cannot wire ``inner.get_layer(...).output`` of a nested model to the
+outer inputs (``ValueError: Output with path 0 is not connected to inputs``).
+So the graph is *replayed*: starting from fresh inputs, every node of the
+functional graph is called again in depth order, and every nested Functional or
+Sequential model is replayed in place instead of being called as one layer.
+Each layer's output is then a symbolic tensor of the outer graph, and one
+:class:`keras.Model` can return all selected outputs at once. The replay reuses
+the model's own layer objects, so the weights are shared, not copied.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+from keras.src.models.functional import Functional
+from keras.src.models.sequential import Sequential
+
+from deeprep_report.config import did_you_mean
+
+#: Layers whose output is a re-arrangement or subset of their input: they keep the input's activation.
+PASS_THROUGH = (
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "Flatten", "Reshape",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
+    "AlphaDropout", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Permute", "RepeatVector", "Identity",
+    "ActivityRegularization", "Masking", "Concatenate",
+)
+
+
+@dataclass
+class LayerInfo:
+    """One layer of a model, addressed by its nested path (``encoder/conv1``)."""
+
+    path: str
+    name: str
+    class_name: str
+    output_shape: tuple[int | None, ...] | None
+    params: int
+    inputs: tuple[str, ...]
+    activation: str | None
+    reason: str | None = None  # why the layer cannot be captured; None when it can
+    tensor: Any = field(default=None, repr=False)
+    layer_id: int = field(default=0, repr=False)
+
+    @property
+    def capturable(self) -> bool:
+        return self.reason is None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready row of the architecture table."""
+        return {
+            "path": self.path, "class_name": self.class_name,
+            "output_shape": list(self.output_shape) if self.output_shape is not None else None,
+            "params": self.params, "inputs": list(self.inputs), "activation": self.activation,
+            "capturable": self.capturable, "reason": self.reason,
+        }
+
+
+class SelectionError(Exception):
+    """A ``layers:`` entry that resolves to nothing usable; ``index`` is its position in the list."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class LayerGraph:
+    """The replayed graph of a model: every layer in execution order, and the tap model builder."""
+
+    def __init__(self, model: keras.Model, model_name: str) -> None:
+        self.model = model
+        self.model_name = model_name
+        self.inputs = keras.tree.map_structure(
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), _input_structure(model, model_name)
+        )
+        self.input_names = [t.name for t in keras.tree.flatten(self.inputs)]
+        self.layers: list[LayerInfo] = []
+        self.containers: list[str] = []
+        self._producer: dict[int, str] = {id(t): f"input:{t.name}" for t in keras.tree.flatten(self.inputs)}
+        self._calls: dict[int, int] = {}
+        _replay(model, self.inputs, "", self)
+        self._mark_shared()
+
+    # -- replay bookkeeping --------------------------------------------------------------------
+    def _record(self, path: str, layer: keras.layers.Layer, args: tuple, kwargs: dict, output: Any) -> None:
+        self._calls[id(layer)] = self._calls.get(id(layer), 0) + 1
+        sources = tuple(
+            self._producer.get(id(t), "?") for t in keras.tree.flatten((args, kwargs)) if _is_tensor(t)
+        )
+        tensors = [t for t in keras.tree.flatten(output) if _is_tensor(t)]
+        reason = _capture_problem(tensors)
+        for tensor in tensors:
+            self._producer[id(tensor)] = path
+        tensor = tensors[0] if len(tensors) == 1 else None
+        shape = tuple(tensor.shape) if tensor is not None else None
+        self.layers.append(LayerInfo(
+            path=path, name=layer.name, class_name=type(layer).__name__, output_shape=shape,
+            params=_count_params(layer), inputs=sources, activation=self._activation(layer, sources),
+            reason=reason, tensor=tensor, layer_id=id(layer),
+        ))
+
+    def _activation(self, layer: keras.layers.Layer, sources: tuple[str, ...]) -> str | None:
+        own = activation_name(layer)
+        if own is not None and own != "linear":
+            return own
+        if type(layer).__name__ in PASS_THROUGH and sources:
+            known = {info.path: info.activation for info in self.layers}
+            inherited = {known.get(source) for source in sources}
+            if len(inherited) == 1:
+                return inherited.pop()
+        return own
+
+    def _mark_shared(self) -> None:
+        seen: set[int] = set()
+        kept = []
+        for info in self.layers:
+            layer_id = info.layer_id
+            calls = self._calls[layer_id]
+            if calls > 1:
+                if layer_id in seen:
+                    continue
+                info.reason = f"called {calls} times in the graph (a shared layer has no single output)"
+                info.tensor = None
+            seen.add(layer_id)
+            kept.append(info)
+        self.layers = kept
+
+    # -- public API ----------------------------------------------------------------------------
+    def select(self, selectors: str | list[str]) -> tuple[list[LayerInfo], list[LayerInfo]]:
+        """Resolve a ``layers:`` value to (selected, skipped) in model order.
+
+        ``'all'`` takes every capturable layer and lists the others as skipped. A
+        list entry is an exact path, a layer name, a nested model's name (all its
+        layers) or a glob pattern; names and patterns without ``/`` also match the
+        last path component. An exact name that cannot be captured is an error.
+        """
+        if selectors == "all":
+            chosen = [info for info in self.layers if info.capturable]
+            skipped = [info for info in self.layers if not info.capturable]
+        else:
+            picked: set[str] = set()
+            skipped_paths: set[str] = set()
+            for index, selector in enumerate(selectors):
+                matches = self._match(selector)
+                if not matches:
+                    raise SelectionError(index, self._no_match(selector))
+                exact = not any(ch in selector for ch in "*?[") and selector not in self.containers
+                for info in matches:
+                    if info.capturable:
+                        picked.add(info.path)
+                    elif exact:
+                        raise SelectionError(index, f"layer {info.path!r} of model {self.model_name!r} cannot be "
+                                                    f"captured: {info.reason}")
+                    else:
+                        skipped_paths.add(info.path)
+            chosen = [info for info in self.layers if info.path in picked]
+            skipped = [info for info in self.layers if info.path in skipped_paths - picked]
+        if not chosen:
+            raise SelectionError(0, f"no layer of model {self.model_name!r} can be captured")
+        return chosen, skipped
+
+    def _match(self, selector: str) -> list[LayerInfo]:
+        if selector in self.containers:
+            return [info for info in self.layers if info.path.startswith(selector + "/")]
+        leaf_too = "/" not in selector
+        return [info for info in self.layers
+                if fnmatch.fnmatchcase(info.path, selector) or (leaf_too and fnmatch.fnmatchcase(info.name, selector))]
+
+    def _no_match(self, selector: str) -> str:
+        if any(ch in selector for ch in "*?["):
+            return f"pattern {selector!r} matches no layer in model {self.model_name!r}"
+        names = [info.path for info in self.layers] + [info.name for info in self.layers]
+        return f"no layer {selector!r} in model {self.model_name!r}{did_you_mean(selector, names)}"
+
+    def tap_model(self, paths: list[str]) -> keras.Model:
+        """A model from the replayed inputs to a dict ``{path: output}`` of the given layers."""
+        tensors = {info.path: info.tensor for info in self.layers if info.path in set(paths)}
+        return keras.Model(inputs=self.inputs, outputs={p: tensors[p] for p in paths}, name="deeprep_taps")
+
+
+def _input_structure(model: keras.Model, model_name: str) -> Any:
+    """The model's symbolic inputs in the structure its ``call`` expects (tensor, list or dict)."""
+    graph = model._functional if isinstance(model, Sequential) else model
+    try:
+        return graph.input
+    except (AttributeError, ValueError):
+        raise ValueError(
+            f"model {model_name!r} has no defined inputs (a subclassed model that was never called?); "
+            "build it from keras.Input so its layers can be traced"
+        ) from None
+
+
+def _replay(model: keras.Model, inputs: Any, prefix: str, graph: LayerGraph) -> Any:
+    """Run ``model``'s graph on symbolic ``inputs``, recording every layer call under ``prefix``."""
+    if isinstance(model, Sequential):
+        if model._functional is not None:
+            return _replay(model._functional, inputs, prefix, graph)
+        output = inputs
+        for layer in model.layers:
+            output = _call(layer, (output,), {}, prefix, graph)
+        return output
+    if not isinstance(model, Functional):
+        return _call(model, (inputs,), {}, prefix, graph)
+
+    def operation_fn(operation: Any) -> Any:
+        return lambda *args, **kwargs: _call(operation, args, kwargs, prefix, graph)
+
+    return model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def _call(operation: Any, args: tuple, kwargs: dict, prefix: str, graph: LayerGraph) -> Any:
+    if isinstance(operation, (Functional, Sequential)):
+        path = prefix + operation.name
+        graph.containers.append(path)
+        nested_inputs = args[0] if len(args) == 1 else list(args)
+        return _replay(operation, nested_inputs, path + "/", graph)
+    output = operation(*args, **kwargs)
+    if isinstance(operation, keras.layers.Layer):
+        graph._record(prefix + operation.name, operation, args, kwargs, output)
+    return output
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, keras.KerasTensor)
+
+
+def _capture_problem(tensors: list[Any]) -> str | None:
+    if len(tensors) != 1:
+        return f"returns {len(tensors)} tensors; only single-output layers are captured"
+    tensor = tensors[0]
+    if len(tensor.shape) == 0:
+        return "output has no batch axis"
+    if not any(kind in str(tensor.dtype) for kind in ("float", "int", "bool")):
+        return f"output dtype {tensor.dtype} is not numeric"
+    return None
+
+
+def _count_params(layer: keras.layers.Layer) -> int:
+    try:
+        return int(layer.count_params())
+    except ValueError:  # an unbuilt layer has no weights yet
+        return 0
+
+
+def activation_name(layer: keras.layers.Layer) -> str | None:
+    """The activation a layer applies last, as a lowercase name (``relu``, ``softmax``...), if any."""
+    kind = type(layer).__name__
+    if kind == "ReLU":
+        if getattr(layer, "max_value", None) == 6:
+            return "relu6"
+        return "leaky_relu" if getattr(layer, "negative_slope", 0) else "relu"
+    fixed = {"LeakyReLU": "leaky_relu", "ELU": "elu", "PReLU": "prelu", "Softmax": "softmax"}
+    if kind in fixed:
+        return fixed[kind]
+    function = getattr(layer, "activation", None)
+    if function is None:
+        return None
+    name = getattr(function, "__name__", None) or type(function).__name__
+    return str(name).lower()

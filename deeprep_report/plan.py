@@ -1,0 +1,164 @@
+"""The ``plan`` stage: load every model and dataset named by the config, resolve layers, pair them up.
+
+Everything that can be wrong with the input is found here, before a run folder
+is touched: missing or corrupt files, unknown layers, shapes that fit no model.
+``deeprep validate`` runs this stage and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deeprep_report.config import Config
+from deeprep_report.layers import LayerGraph, LayerInfo, SelectionError
+from deeprep_report.sources.datasets import Dataset, open_dataset, select_rows
+from deeprep_report.sources.models import LoadedModel, load_model
+
+log = logging.getLogger("deeprep")
+
+
+@dataclass
+class ModelEntry:
+    index: int
+    loaded: LoadedModel
+    graph: LayerGraph
+    selected: list[LayerInfo]
+    skipped: list[LayerInfo]
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+
+@dataclass
+class DatasetEntry:
+    index: int
+    name: str
+    dataset: Dataset
+    rows: np.ndarray
+    batch_size: int
+
+
+@dataclass
+class Pair:
+    """One model run on one dataset; ``binding`` maps each model input to a dataset array."""
+
+    model: ModelEntry
+    data: DatasetEntry
+    binding: dict[str, str]
+
+
+@dataclass
+class Plan:
+    config: Config
+    models: list[ModelEntry] = field(default_factory=list)
+    datasets: list[DatasetEntry] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+
+
+def make_plan(config: Config) -> Plan:
+    """Open datasets, load models, select layers and pair models with the datasets they accept."""
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    plan = Plan(config)
+    seed = config.pipeline.run.seed
+    for index, spec in enumerate(config.pipeline.datasets):
+        dataset = open_dataset(config, index)
+        rows = select_rows(dataset.n_rows, spec.limit, spec.shuffle, seed)
+        plan.datasets.append(DatasetEntry(index, spec.name, dataset, rows, spec.batch_size))
+        log.info("dataset %s: %d of %d samples from %s", spec.name, len(rows), dataset.n_rows, dataset.source)
+    for index, spec in enumerate(config.pipeline.models):
+        loaded = load_model(config, index)
+        try:
+            graph = LayerGraph(loaded.model, spec.name)
+        except ValueError as exc:
+            raise config.error(f"models[{index}]", str(exc)) from None
+        try:
+            selected, skipped = graph.select(spec.layers)
+        except SelectionError as exc:
+            field_ = f"models[{index}].layers" + (f"[{exc.index}]" if spec.layers != "all" else "")
+            raise config.error(field_, str(exc)) from None
+        for info in skipped:
+            log.warning("model %s: layer %s skipped: %s", spec.name, info.path, info.reason)
+        plan.models.append(ModelEntry(index, loaded, graph, selected, skipped))
+        log.info("model %s: %d of %d layers selected (%s)", spec.name, len(selected), len(graph.layers), loaded.source)
+    plan.pairs = _pairs(config, plan)
+    return plan
+
+
+def _pairs(config: Config, plan: Plan) -> list[Pair]:
+    """Every model with every dataset it accepts; a model or dataset that fits nothing is an error."""
+    pairs: list[Pair] = []
+    for model in plan.models:
+        wanted = config.pipeline.models[model.index].datasets
+        problems: list[tuple[str, str]] = []
+        for data in plan.datasets:
+            if wanted is not None and data.name not in wanted:
+                continue
+            binding, problem = bind_inputs(model, data, config)
+            if problem is None:
+                pairs.append(Pair(model, data, binding))
+            elif wanted is not None:
+                raise config.error(*problem)
+            else:
+                problems.append(problem)
+        if not any(pair.model is model for pair in pairs):
+            if len(problems) == 1:
+                raise config.error(*problems[0])
+            raise config.error(f"models[{model.index}]", f"model {model.name!r} accepts none of the datasets: "
+                               + "; ".join(message for _, message in problems))
+    for data in plan.datasets:
+        if not any(pair.data is data for pair in pairs):
+            raise config.error(f"datasets[{data.index}]", f"dataset {data.name!r} fits none of the models "
+                               "(check its input shape, or list it under a model's datasets:)")
+    return pairs
+
+
+def bind_inputs(model: ModelEntry, data: DatasetEntry, config: Config) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """Map model inputs to dataset arrays and check shapes: (binding, None) or ({}, (field, problem))."""
+    spec = config.pipeline.datasets[data.index]
+    where = f"datasets[{data.index}]"
+    inputs = {t.name: t for t in _flat_inputs(model.graph)}
+    arrays = data.dataset.arrays
+    listing = ", ".join(map(repr, arrays))
+    if isinstance(spec.x, dict):
+        unknown = [name for name in spec.x if name not in inputs]
+        if unknown:
+            return {}, (f"{where}.x", f"names model input {unknown[0]!r}, but model {model.name!r} has inputs "
+                        f"{', '.join(map(repr, inputs))}")
+        binding = dict(spec.x)
+    elif len(inputs) == 1:
+        binding = {next(iter(inputs)): spec.x if isinstance(spec.x, str) else "x"}
+    else:
+        binding = {name: name for name in inputs}
+    missing = [name for name in inputs if binding.get(name) not in arrays]
+    if missing:
+        if len(inputs) == 1:
+            return {}, (f"{where}.path", f"{spec.path or spec.builtin!r} has no array {binding[missing[0]]!r} "
+                        f"(arrays: {listing}); name the input array with {where}.x")
+        return {}, (f"{where}.x", f"model {model.name!r} has inputs {', '.join(map(repr, inputs))} but dataset "
+                    f"{data.name!r} has arrays {listing}; map each input to an array with {where}.x")
+    for name, array in binding.items():
+        expected = tuple(inputs[name].shape[1:])
+        got = arrays[array].shape
+        if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
+            hint = " (add the channel axis)" if len(got) + 1 == len(expected) and expected[-1] == 1 else ""
+            return {}, (where, f"dataset {data.name!r} samples have shape {_shape(got)} but model {model.name!r} "
+                        f"expects {_shape(expected)}{hint}")
+        if arrays[array].dtype.kind not in "biuf":
+            return {}, (where, f"dataset {data.name!r} array {array!r} has non-numeric dtype {arrays[array].dtype}")
+    return binding, None
+
+
+def _flat_inputs(graph: LayerGraph) -> list:
+    import keras
+
+    return keras.tree.flatten(graph.inputs)
+
+
+def _shape(shape: tuple) -> str:
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

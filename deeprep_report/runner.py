@@ -1,0 +1,113 @@
+"""``deeprep run``: config -> plan -> extract -> analyze, into an atomically published run folder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deeprep_report import __version__
+from deeprep_report.analyze import analyze
+from deeprep_report.config import Config
+from deeprep_report.errors import UserError
+from deeprep_report.logs import RunLog, release_console
+from deeprep_report.provenance import package_versions, platform_info, utc_now
+from deeprep_report.runfolder import RunFolder
+from deeprep_report.summary import NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, write_json
+
+log = logging.getLogger("deeprep")
+
+#: Files of a finished run, in publishing order: summary.json last marks completion.
+RUN_FILES = ("activations.h5", "pipeline.yaml", "run.log", "summary.json")
+
+
+@dataclass
+class RunResult:
+    path: Path
+    summary: dict[str, Any]
+
+
+def run_folder_for(config: Config, out: Path | None) -> Path:
+    """``--out DIR`` as given, else ``<run.output_dir>/<run.name>`` relative to the pipeline file."""
+    if out is not None:
+        return Path(out)
+    run = config.pipeline.run
+    return config.resolve(run.output_dir) / run.name
+
+
+def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: bool | None = None) -> RunResult:
+    """Run every stage; on any exception the run folder keeps its previous files (plus the new run.log)."""
+    from deeprep_report.extract import extract
+    from deeprep_report.plan import make_plan
+    from deeprep_report.store import StoreWriter
+
+    clock = time.perf_counter()
+    started = utc_now()
+    timings: dict[str, float] = {}
+    log.info("deeprep %s: run %r from %s", __version__, config.pipeline.run.name, config.source)
+    plan = make_plan(config)
+    release_console()
+    timings["plan"] = time.perf_counter() - clock
+    target = run_folder_for(config, out)
+    resolved = config.to_yaml()
+    with RunFolder(target) as folder:
+        run_log.attach(folder.staged("run.log"), target / "run.log")
+        try:
+            log.info("run folder %s", target)
+            mark = time.perf_counter()
+            store = StoreWriter(folder.staged("activations.h5"), config.pipeline.store)
+            try:
+                store.set_attrs("/", {
+                    "tool_version": __version__, "created": started, "config": resolved,
+                    "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
+                    "packages": package_versions(), "platform": platform_info(),
+                })
+                extract(plan, store, bar=bar)
+                store.set_attrs("/", {"finished": utc_now()})
+            finally:
+                store.close()
+            timings["extract"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            results = analyze(folder.staged("activations.h5"))
+            timings["analyze"] = time.perf_counter() - mark
+            folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
+            timings["total"] = time.perf_counter() - clock
+            summary = _summary(config, target, started, timings, resolved, results)
+            log.info("run finished in %.1f s", timings["total"])
+            run_log.detach()
+            write_json(folder.staged("summary.json"), summary)
+            folder.publish(list(RUN_FILES))
+        except UserError as exc:
+            run_log.note(f"run failed: {exc}")
+            run_log.detach()
+            raise
+        except BaseException as exc:
+            run_log.note("run failed with an internal error", exc)
+            run_log.detach()
+            raise
+    return RunResult(target, summary)
+
+
+def _summary(config: Config, target: Path, started: str, timings: dict[str, float], resolved: str,
+             results: dict[str, Any]) -> dict[str, Any]:
+    provenance = results.pop("provenance")
+    return {
+        "schema": SCHEMA_ID,
+        "schema_version": SCHEMA_VERSION,
+        "nonfinite_numbers": NONFINITE_NOTE,
+        "tool": {"name": "deeprep-report", "version": __version__},
+        "run": {
+            "name": config.pipeline.run.name, "started": started, "finished": utc_now(),
+            "seconds": timings["total"], "seed": config.pipeline.run.seed,
+            "pipeline_file": str(Path(config.source).resolve()), "folder": str(target.resolve()),
+        },
+        "provenance": {
+            "packages": provenance["packages"], "platform": provenance["platform"],
+            "config_sha256": "sha256:" + hashlib.sha256(resolved.encode()).hexdigest(),
+        },
+        "timings": timings,
+        **results,
+    }

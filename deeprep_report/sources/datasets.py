@@ -1,0 +1,339 @@
+"""Dataset loaders: ``.npz`` and HDF5 arrays, image folders, and the built-in digits.
+
+A :class:`Dataset` names its arrays (one per model input) and reads any rows of
+them on demand, so extraction streams batch by batch. HDF5 files and image
+folders are read lazily; a ``.npz`` archive cannot be memory-mapped, so its
+arrays are loaded whole (use HDF5 for data that does not fit in memory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from deeprep_report.config import Config, DatasetSpec
+from deeprep_report.errors import UserError, first_line
+
+log = logging.getLogger("deeprep")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """Shape of one sample (without the row axis) and dtype of an input array."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class Dataset(Protocol):
+    """What extraction needs from a data source."""
+
+    n_rows: int
+    arrays: dict[str, ArrayInfo]
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    source: str
+
+    def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The named arrays at ``rows`` (any order), each of shape (len(rows), *sample_shape)."""
+
+    def fingerprint(self) -> str:
+        """``sha256:<hex>`` of the data as stored."""
+
+
+@dataclass
+class ArrayDataset:
+    """Arrays held in memory (``.npz`` archives and built-in data)."""
+
+    data: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    source: str
+    file: Path | None = None
+    arrays: dict[str, ArrayInfo] = field(init=False)
+    n_rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.arrays = {k: ArrayInfo(tuple(v.shape[1:]), v.dtype) for k, v in self.data.items()}
+        self.n_rows = len(next(iter(self.data.values())))
+
+    def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        return {name: self.data[name][rows] for name in names}
+
+    def fingerprint(self) -> str:
+        if self.file is not None:
+            return file_sha256(self.file)
+        digest = hashlib.sha256()
+        for name in sorted(self.data):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(self.data[name]).tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels).tobytes())
+        return "sha256:" + digest.hexdigest()
+
+
+@dataclass
+class HDF5Dataset:
+    """Arrays in an HDF5 file, read row by row so only a batch is in memory."""
+
+    file: Path
+    names: list[str]
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    source: str
+    arrays: dict[str, ArrayInfo] = field(init=False)
+    n_rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        import h5py
+
+        with h5py.File(self.file, "r") as handle:
+            self.arrays = {n: ArrayInfo(tuple(handle[n].shape[1:]), handle[n].dtype) for n in self.names}
+            self.n_rows = int(handle[self.names[0]].shape[0])
+        self._handle = None
+
+    def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        import h5py
+
+        if self._handle is None:
+            self._handle = h5py.File(self.file, "r")
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        unique, inverse = np.unique(sorted_rows, return_inverse=True)
+        restore = np.empty_like(order)
+        restore[order] = np.arange(len(order))
+        out = {}
+        for name in names:
+            block = self._handle[name][unique]  # h5py wants increasing indices
+            out[name] = block[inverse][restore]
+        return out
+
+    def fingerprint(self) -> str:
+        return file_sha256(self.file)
+
+
+@dataclass
+class ImageFolderDataset:
+    """One subfolder per class, images decoded on demand with Pillow."""
+
+    files: list[Path]
+    labels: np.ndarray
+    class_names: list[str]
+    size: tuple[int, int]
+    color_mode: str
+    rescale: float
+    source: str
+    root: Path
+    arrays: dict[str, ArrayInfo] = field(init=False)
+    n_rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.arrays = {"x": ArrayInfo((*self.size, _CHANNELS[self.color_mode]), np.dtype(np.float32))}
+        self.n_rows = len(self.files)
+
+    def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        batch = np.stack([self._load(self.files[int(row)]) for row in rows])
+        return {"x": batch}
+
+    def _load(self, file: Path) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(file) as image:
+                mode = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}[self.color_mode]
+                image = image.convert(mode)
+                if image.size != (self.size[1], self.size[0]):
+                    image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.float32)
+        except OSError as exc:
+            raise UserError(f"{file}: cannot read image: {first_line(exc)}") from None
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        return pixels * np.float32(self.rescale)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for file in self.files:
+            digest.update(str(file.relative_to(self.root)).encode())
+            digest.update(bytes.fromhex(file_sha256(file).split(":")[1]))
+        return "sha256:" + digest.hexdigest()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def open_dataset(config: Config, index: int) -> Dataset:
+    """Open ``datasets[index]`` of the config; every problem is a :class:`ConfigError` at that entry."""
+    spec = config.pipeline.datasets[index]
+    where = f"datasets[{index}]"
+    if spec.builtin is not None:
+        dataset: Dataset = _builtin(spec)
+    else:
+        path = config.resolve(spec.path)
+        field_ = f"{where}.path"
+        if not path.exists():
+            raise config.error(field_, f"no such file or folder {spec.path!r}")
+        if path.is_dir():
+            dataset = _image_folder(config, spec, path, field_)
+        elif path.suffix.lower() == ".npz":
+            dataset = _npz(config, spec, path, field_)
+        elif path.suffix.lower() in (".h5", ".hdf5"):
+            dataset = _hdf5(config, spec, path, field_)
+        else:
+            raise config.error(field_, f"{spec.path!r}: expected a .npz or .h5 file or an image folder")
+    if dataset.n_rows == 0:
+        raise config.error(f"{where}.path" if spec.path else f"{where}.builtin",
+                           f"dataset {spec.name!r} is empty (0 samples)")
+    return dataset
+
+
+def _builtin(spec: DatasetSpec) -> Dataset:
+    from deeprep_report.sources import demo
+
+    x, y = demo.digits()
+    return ArrayDataset({"x": x}, y, [str(d) for d in range(10)], "builtin:digits (scikit-learn digits, 28x28x1)")
+
+
+def _npz(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            data = {name: archive[name] for name in archive.files}
+    except ValueError as exc:
+        raise config.error(field_, f"{spec.path!r}: cannot read .npz (object arrays are refused): {first_line(exc)}") from None
+    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError...
+        raise config.error(field_, f"{spec.path!r}: not a readable .npz archive: {first_line(exc)}") from None
+    shapes = {name: array.shape for name, array in data.items()}
+    inputs, label_name = _pick_arrays(config, spec, field_, shapes)
+    labels, class_names = _labels(config, spec, data[label_name] if label_name else None, field_)
+    arrays = {name: data[name] for name in inputs}
+    _check_rows(config, spec, field_, {n: shapes[n] for n in inputs}, labels)
+    return ArrayDataset(arrays, labels, class_names, f"npz:{path}", file=path)
+
+
+def _hdf5(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            shapes = {name: handle[name].shape for name in handle if isinstance(handle[name], h5py.Dataset)}
+            inputs, label_name = _pick_arrays(config, spec, field_, shapes)
+            raw_labels = handle[label_name][()] if label_name else None
+    except OSError as exc:
+        raise config.error(field_, f"{spec.path!r}: not a readable HDF5 file: {first_line(exc)}") from None
+    labels, class_names = _labels(config, spec, raw_labels, field_)
+    _check_rows(config, spec, field_, {n: shapes[n] for n in inputs}, labels)
+    return HDF5Dataset(path, inputs, labels, class_names, f"hdf5:{path}")
+
+
+def _pick_arrays(
+    config: Config, spec: DatasetSpec, field_: str, shapes: dict[str, tuple[int, ...]]
+) -> tuple[list[str], str | None]:
+    """(candidate input arrays, label array): the arrays named by x, else every array but the labels."""
+    available = ", ".join(repr(n) for n in shapes) or "none"
+    label_name = spec.y if spec.y is not None else ("y" if "y" in shapes else None)
+    if label_name is not None and label_name not in shapes:
+        raise config.error(field_, f"{spec.path!r} has no label array {label_name!r} (arrays: {available})")
+    if isinstance(spec.x, dict):
+        inputs = list(dict.fromkeys(spec.x.values()))
+    elif isinstance(spec.x, str):
+        inputs = [spec.x]
+    else:
+        inputs = [name for name in shapes if name != label_name]
+    for name in inputs:
+        if name not in shapes:
+            raise config.error(field_, f"{spec.path!r} has no array {name!r} (arrays: {available})")
+    if not inputs:
+        raise config.error(field_, f"{spec.path!r} has no input array (arrays: {available})")
+    return inputs, label_name
+
+
+def _labels(
+    config: Config, spec: DatasetSpec, raw: np.ndarray | None, field_: str
+) -> tuple[np.ndarray | None, list[str] | None]:
+    """Integer labels 0..K-1 and their names, from integer, string or one-hot arrays."""
+    if raw is None:
+        return None, None
+    raw = np.asarray(raw)
+    if raw.ndim == 2 and raw.shape[1] > 1:
+        raw = raw.argmax(axis=1)
+    raw = raw.reshape(len(raw)) if raw.ndim == 2 and raw.shape[1] == 1 else raw
+    if raw.ndim != 1:
+        raise config.error(field_, f"labels must be one per sample (shape (N,)), got shape {raw.shape}")
+    if raw.dtype.kind in "US":
+        names, codes = np.unique(raw.astype(str), return_inverse=True)
+        return codes.astype(np.int64), [str(n) for n in names]
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
+        raise config.error(field_, "labels must be integers or strings, got non-integer numbers")
+    if raw.dtype.kind not in "iuf" or (raw.size and raw.min() < 0):
+        raise config.error(field_, "labels must be non-negative integers or strings")
+    labels = raw.astype(np.int64)
+    count = int(labels.max()) + 1 if labels.size else 0
+    return labels, [str(k) for k in range(count)]
+
+
+def _check_rows(
+    config: Config, spec: DatasetSpec, field_: str, shapes: dict[str, tuple[int, ...]], labels: np.ndarray | None
+) -> None:
+    rows = {name: shape[0] if len(shape) else 0 for name, shape in shapes.items()}
+    if labels is not None:
+        rows["labels"] = len(labels)
+    if len(set(rows.values())) > 1:
+        listing = ", ".join(f"{k}: {v}" for k, v in rows.items())
+        raise config.error(field_, f"arrays have different numbers of rows ({listing})")
+    for name, shape in shapes.items():
+        if len(shape) < 1:
+            raise config.error(field_, f"array {name!r} is a scalar; expected one row per sample")
+
+
+def _image_folder(config: Config, spec: DatasetSpec, root: Path, field_: str) -> Dataset:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise config.error(field_, f"{spec.path!r}: expected one subfolder per class, found none")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise config.error(field_, f"dataset {spec.name!r} is empty (no images in {spec.path!r})")
+    size = spec.image_size
+    if size is None:
+        from PIL import Image
+
+        try:
+            with Image.open(files[0]) as first:
+                size = (first.height, first.width)
+        except OSError as exc:
+            raise config.error(field_, f"{files[0]}: cannot read image: {first_line(exc)}") from None
+        log.info("dataset %s: images resized to %dx%d (the first image's size; set image_size to choose)",
+                 spec.name, *size)
+    return ImageFolderDataset(files, np.asarray(labels, dtype=np.int64), classes, tuple(size), spec.color_mode,
+                              spec.rescale, f"images:{root}", root)
+
+
+def select_rows(n_rows: int, limit: int | None, shuffle: bool, seed: int) -> np.ndarray:
+    """Dataset rows to use, in sample order: a seeded permutation (or the first rows), cut at ``limit``."""
+    count = n_rows if limit is None else min(limit, n_rows)
+    if not shuffle:
+        return np.arange(count, dtype=np.int64)
+    return np.random.default_rng(seed).permutation(n_rows)[:count].astype(np.int64)
+
+
+def batches(rows: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first sample position, rows of the batch)`` in order."""
+    for start in range(0, len(rows), batch_size):
+        yield start, rows[start : start + batch_size]

@@ -1,0 +1,206 @@
+"""The HDF5 store ``activations.h5``: layout, writer and reader (format documented in ``docs/store.md``).
+
+Layout (``<x>`` is a name escaped by :func:`h5_name`)::
+
+    /                                   format, format_version, tool_version, created, finished, config, ...
+    /datasets/<dataset>/index           (N,) int64 dataset row of each sample
+    /datasets/<dataset>/labels          (N,) int64, when the dataset has labels
+    /datasets/<dataset>/inputs/<array>  (N, ...) model inputs, when store.inputs
+    /models/<model>                     attributes only (source, fingerprint, architecture)
+    /pairs/<model>/<dataset>/layers/<nested>/<path>/
+        pooled                          (N, C) mean over positions (the full activation for dense layers)
+        maps                            (F, ...) full activations of the first F samples (rank >= 3 only)
+        moments/<name>                  (C,) mergeable accumulators (stats.Moments)
+        histogram/counts                (bins,) with attributes exponent, start
+        stats/<name>                    (C,) per-unit statistics, written by the analyze stage
+
+Names are data: a layer path's components become nested groups, and every
+component is escaped so that '/', '%' and '.'/'..' cannot change the structure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from deeprep_report.config import StoreSection
+from deeprep_report.stats import Histogram, Moments
+
+FORMAT = "deeprep-activations"
+FORMAT_VERSION = 1
+_CHUNK_BYTES = 1 << 20
+
+
+def h5_name(name: str) -> str:
+    """Escape one name so it is exactly one HDF5 link name ('%' and '/' percent-encoded, '.'/'..' too)."""
+    escaped = name.replace("%", "%25").replace("/", "%2F")
+    return escaped.replace(".", "%2E") if escaped in (".", "..", "") else escaped
+
+
+def layer_key(layer_path: str) -> str:
+    return "/".join(h5_name(part) for part in layer_path.split("/"))
+
+
+def pair_key(model: str, dataset: str) -> str:
+    return f"pairs/{h5_name(model)}/{h5_name(dataset)}"
+
+
+def _attr(value: Any) -> Any:
+    """Attributes hold scalars and strings; anything structured is stored as JSON text."""
+    if isinstance(value, (str, int, float, bool, np.integer, np.floating)):
+        return value
+    return json.dumps(value)
+
+
+def _read_attrs(node: h5py.HLObject) -> dict[str, Any]:
+    out = {}
+    for key, value in node.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Chunk along the sample axis so one chunk is about 1 MiB (at least one sample)."""
+    per_sample = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
+    rows = int(min(max(1, _CHUNK_BYTES // per_sample), max(1, shape[0])))
+    return (rows, *shape[1:])
+
+
+class StoreWriter:
+    """Writes a new store; the caller writes it under a temporary name and renames it when done."""
+
+    def __init__(self, path: Path, settings: StoreSection) -> None:
+        self.file = h5py.File(path, "w", libver=("earliest", "latest"))
+        self.settings = settings
+        self.file.attrs["format"] = FORMAT
+        self.file.attrs["format_version"] = FORMAT_VERSION
+
+    def set_attrs(self, key: str, attrs: dict[str, Any]) -> None:
+        group = self.file.require_group(key) if key != "/" else self.file
+        for name, value in attrs.items():
+            group.attrs[name] = _attr(value)
+
+    def create(self, key: str, shape: tuple[int, ...], dtype: Any, contiguous: bool = False) -> h5py.Dataset:
+        """A dataset for per-sample data: chunked along samples (and compressed if configured).
+
+        ``contiguous`` asks for one unchunked block when no compression is set:
+        full maps are written once, in order, and contiguous writes are about
+        twice as fast (measured: 56 MB in 16 ms vs 33 ms with 1-sample chunks).
+        """
+        dtype = np.dtype(dtype)
+        options: dict[str, Any] = {}
+        if self.settings.compression == "gzip":
+            options = {"compression": "gzip", "compression_opts": self.settings.compression_level}
+        elif self.settings.compression == "lzf":
+            options = {"compression": "lzf"}
+        elif contiguous or shape[0] == 0:
+            return self.file.create_dataset(key, shape=shape, dtype=dtype)
+        return self.file.create_dataset(key, shape=shape, dtype=dtype, chunks=_chunks(shape, dtype.itemsize), **options)
+
+    def write_array(self, key: str, values: np.ndarray) -> None:
+        self.file.create_dataset(key, data=values)
+
+    def stored_dtype(self, dtype: np.dtype) -> np.dtype:
+        """Floats are stored as ``store.dtype``; integers keep their type."""
+        return np.dtype(self.settings.dtype) if np.dtype(dtype).kind == "f" else np.dtype(dtype)
+
+    def layer(self, model: str, dataset: str, layer_path: str, samples: int) -> "LayerWriter":
+        return LayerWriter(self, f"{pair_key(model, dataset)}/layers/{layer_key(layer_path)}", samples)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class LayerWriter:
+    """Creates a layer's datasets on its first batch (when the output shape is known) and fills them."""
+
+    def __init__(self, store: StoreWriter, key: str, samples: int) -> None:
+        self.store = store
+        self.key = key
+        self.samples = samples
+        self.pooled: h5py.Dataset | None = None
+        self.maps: h5py.Dataset | None = None
+        full = store.settings.full_samples
+        self.full_samples = samples if full == "all" else min(int(full), samples)
+
+    def write(self, start: int, pooled: np.ndarray, activations: np.ndarray | None) -> None:
+        """Write a batch's pooled rows, and its full maps while ``start`` is below ``full_samples``."""
+        if self.pooled is None:
+            dtype = self.store.stored_dtype(np.dtype(np.float32))
+            self.pooled = self.store.create(f"{self.key}/pooled", (self.samples, pooled.shape[1]), dtype)
+            if activations is not None and activations.ndim >= 3:
+                self.maps = self.store.create(f"{self.key}/maps", (self.full_samples, *activations.shape[1:]), dtype,
+                                              contiguous=True)
+        self.pooled[start : start + len(pooled)] = pooled
+        if self.maps is not None and activations is not None and start < self.full_samples:
+            keep = min(len(activations), self.full_samples - start)
+            self.maps[start : start + keep] = activations[:keep]
+
+    def finish(self, moments: Moments, histogram: Histogram, attrs: dict[str, Any]) -> None:
+        group = self.store.file.require_group(self.key)
+        for name, values in moments.as_arrays().items():
+            group.create_dataset(f"moments/{name}", data=values)
+        counts = group.create_dataset("histogram/counts", data=histogram.counts)
+        counts.attrs["exponent"] = histogram.exponent
+        counts.attrs["start"] = histogram.start
+        for name, value in attrs.items():
+            group.attrs[name] = _attr(value)
+
+
+class StoreReader:
+    """Read access to a finished store (``mode='r+'`` lets the analyze stage add ``stats``)."""
+
+    def __init__(self, path: Path, mode: str = "r") -> None:
+        self.path = Path(path)
+        self.file = h5py.File(path, mode)
+        if self.file.attrs.get("format") != FORMAT:
+            self.file.close()
+            raise ValueError(f"{path}: not a deeprep activations store")
+        version = int(self.file.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            self.file.close()
+            raise ValueError(f"{path}: store format {version} is newer than this tool's ({FORMAT_VERSION})")
+
+    def __enter__(self) -> "StoreReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def attrs(self, key: str = "/") -> dict[str, Any]:
+        return _read_attrs(self.file[key])
+
+    def json_attr(self, key: str, name: str) -> Any:
+        return json.loads(self.file[key].attrs[name])
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [tuple(pair) for pair in self.json_attr("/", "pairs")]
+
+    def layers(self, model: str, dataset: str) -> list[str]:
+        return self.json_attr(pair_key(model, dataset), "layers")
+
+    def layer_group(self, model: str, dataset: str, layer_path: str) -> h5py.Group:
+        return self.file[f"{pair_key(model, dataset)}/layers/{layer_key(layer_path)}"]
+
+    def moments(self, model: str, dataset: str, layer_path: str) -> Moments:
+        group = self.layer_group(model, dataset, layer_path)["moments"]
+        return Moments(**{name: group[name][()] for name in Moments.__dataclass_fields__})
+
+    def histogram(self, model: str, dataset: str, layer_path: str) -> Histogram:
+        counts = self.layer_group(model, dataset, layer_path)["histogram/counts"]
+        return Histogram(int(counts.attrs["exponent"]), int(counts.attrs["start"]), counts[()])
+
+    def write_stats(self, model: str, dataset: str, layer_path: str, stats: dict[str, np.ndarray]) -> None:
+        group = self.layer_group(model, dataset, layer_path).require_group("stats")
+        for name, values in stats.items():
+            if name in group:
+                del group[name]
+            group.create_dataset(name, data=values)

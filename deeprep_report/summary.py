@@ -1,0 +1,59 @@
+"""``summary.json``: strict RFC 8259 JSON, versioned, with a committed JSON Schema.
+
+JSON has no NaN or Infinity. Every non-finite number is written as ``null``
+(the summary says so in ``nonfinite_numbers``), and the encoder refuses
+anything else that is not plain JSON, so a consumer never meets
+``NaN`` literals that strict parsers reject.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_ID = "deeprep-summary"
+SCHEMA_VERSION = 1
+NONFINITE_NOTE = "NaN and +/-Infinity are written as null"
+
+
+def to_json_value(value: Any) -> Any:
+    """Plain JSON data: numpy scalars and arrays unwrapped, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_json_value(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"not JSON data: {type(value).__name__}")
+
+
+def dumps(summary: dict[str, Any]) -> str:
+    return json.dumps(to_json_value(summary), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(dumps(data), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema that every ``summary.json`` of this version validates against."""
+    text = resources.files("deeprep_report").joinpath("schemas/summary.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)

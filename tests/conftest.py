@@ -1,0 +1,39 @@
+"""Shared fixtures: a private demo-model cache, quiet TensorFlow, and helpers to write pipelines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tests never touch the user's cache; the demo model is trained once per session."""
+    cache = tmp_path_factory.mktemp("deeprep-cache")
+    previous = os.environ.get("DEEPREP_CACHE_DIR")
+    os.environ["DEEPREP_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("DEEPREP_CACHE_DIR", None)
+    else:
+        os.environ["DEEPREP_CACHE_DIR"] = previous
+
+
+def write_pipeline(folder: Path, data: dict, name: str = "pipeline.yaml") -> Path:
+    """Write a pipeline file into ``folder`` and return its path."""
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tf_quiet():
+    """TensorFlow imported through the tool's own quiet import (once per session)."""
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    return import_tensorflow()
