@@ -1,4 +1,13 @@
-"""Streaming accumulation of one layer's statistics, batch by batch, through the fused kernels."""
+"""Streaming accumulation of one layer's statistics, batch by batch, through the fused kernels.
+
+Running totals are per-unit sums of values shifted by a fixed per-unit
+``shift`` (the layer's first finite value), so batches just add up, in float64,
+without cancellation for units with a large mean and a small spread; they turn
+into :class:`Moments` once, at the end. Per batch the Python work is a kernel
+call and one compiled ``fold``: on small layers that per-batch overhead, not
+the arithmetic, is what costs (measured ~250 µs per layer and batch with
+numpy merges, ~20 µs folded).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,7 @@ from deeprep_report.stats import Histogram, Moments
 
 
 class LayerAccumulator:
-    """Running :class:`Moments` and :class:`Histogram` of one layer, plus each sample's pooled value.
+    """Running statistics of one layer's activations, plus each sample's pooled value.
 
     ``update`` takes a batch of activations (B, ..., C) and returns the pooled
     activations (B, C): the mean over every axis between the batch and the unit
@@ -22,91 +31,87 @@ class LayerAccumulator:
         self.units = units
         self.bins = bins
         self.thresholds = thresholds if thresholds is not None else (-math.inf, math.inf)
-        self.moments = Moments.empty(units)
-        self.histogram = Histogram.empty(bins)
-        self._binbuf = np.zeros((0, 0), dtype=np.uint8)
+        self._shift: np.ndarray | None = None
+        self._totals = [np.zeros(units, dtype=np.int64), np.zeros(units), np.zeros(units), np.full(units, np.inf),
+                        np.full(units, -np.inf), np.zeros(units, dtype=np.int64), np.zeros(units, dtype=np.int64),
+                        np.zeros(units, dtype=np.int64)]  # count, s1, s2, min, max, zeros, nonfinite, saturated
+        self._codes = np.zeros(bins + kernels.EXTRA_CODES, dtype=np.int64)  # at the window below
+        self._window = (0, 0)  # (exponent, start); meaningless until the codes hold counts
+        self._scratch: dict[tuple[int, int], list[np.ndarray]] = {}
+
+    @property
+    def moments(self) -> Moments:
+        count, s1, s2, low, high, zeros, nonfinite, saturated = self._totals
+        shift = self._shift if self._shift is not None else np.zeros(self.units)
+        offset = np.divide(s1, count, out=np.zeros_like(s1), where=count > 0)
+        return Moments(count=count.copy(), mean=shift + offset, m2=np.maximum(s2 - s1 * offset, 0.0),
+                       min=low.copy(), max=high.copy(), zeros=zeros.copy(), nonfinite=nonfinite.copy(),
+                       saturated=saturated.copy())
+
+    @property
+    def histogram(self) -> Histogram:
+        return Histogram(*self._window, self._codes[1 : self.bins + 1].copy())
 
     def update(self, activations: np.ndarray) -> np.ndarray:
         """Fold a batch into the running statistics; return its pooled activations (B, C) float32."""
         y = _as_batch(activations, self.units)
-        positions = y.shape[1]
-        window = self.histogram
-        batch, codes, psum = self._fast(y, window) or self._careful(y, window)
-        self.moments = self.moments.merge(batch)
-        outside = codes[0] + codes[self.bins + 1]
-        if outside or not window.counts.any():  # an empty histogram's window is arbitrary
-            counts = self._own_window_histogram(y, batch)
-        else:
-            counts = Histogram(window.exponent, window.start, codes[1 : self.bins + 1].copy())
-        self.histogram = self.histogram.merge(counts)
+        batch, positions, units = y.shape
+        if self._shift is None:
+            first = y[0, 0].astype(np.float64)
+            self._shift = np.where(np.isfinite(first), first, 0.0)
+        kernel, threads = kernels.fast.pick(y)
+        scratch = self._scratch_for(threads, positions * units)
+        psum = np.empty((batch, units))
+        exponent, start = self._window
+        arguments = (y, self._shift, math.isfinite(self.thresholds[0]) or math.isfinite(self.thresholds[1]),
+                     self.thresholds[0], self.thresholds[1], math.ldexp(1.0, -exponent), start, self.bins, psum)
+        kernel(*arguments, *scratch)
+        if not np.isfinite(psum).all():  # a NaN or Inf somewhere: redo the batch with masking
+            careful, threads = kernels.careful.pick(y)
+            scratch = self._scratch_for(threads, positions * units)
+            careful(*arguments, *scratch)
+        first = not self._codes.any()
+        outside = kernels.fold(batch * positions, *scratch[:-1], *self._totals, self._codes)
+        if outside or first:  # the window must move or grow: re-bin (rare after the first batch)
+            if first:
+                self._codes[:] = 0  # binned at a window that meant nothing yet
+            self._rewindow(y, scratch)
         return (psum / positions).astype(np.float32)
 
-    def _buffers(self, y: np.ndarray, threads: int) -> np.ndarray:
-        size = y.shape[1] * y.shape[2]
-        if self._binbuf.shape[0] < threads or self._binbuf.shape[1] < size:
-            self._binbuf = np.zeros((threads, size), dtype=np.uint8)
-        return self._binbuf
+    def _scratch_for(self, threads: int, size: int) -> list[np.ndarray]:
+        """Reusable per-thread partials (the kernels reset them): count, s1, s2, min, max, zeros, saturated,
+        histogram codes, bin buffer.
 
-    def _fast(self, y: np.ndarray, window: Histogram) -> tuple[Moments, np.ndarray, np.ndarray] | None:
-        """The one-pass kernel for batches without NaN/Inf; None when the batch has any."""
-        kernel, threads = kernels.fast.pick(y)
-        batch, positions, units = y.shape
-        shift = y[0, 0].astype(np.float64)
-        psum = np.zeros((batch, units))
-        s2 = np.zeros((threads, units))
-        vmin = np.full((threads, units), np.inf, dtype=np.float32)
-        vmax = np.full((threads, units), -np.inf, dtype=np.float32)
-        zeros = np.zeros((threads, units), dtype=np.int64)
-        saturated = np.zeros_like(zeros)
-        hist = np.zeros((threads, 4, self.bins + kernels.EXTRA_CODES), dtype=np.int64)
-        count_saturation = math.isfinite(self.thresholds[0]) or math.isfinite(self.thresholds[1])
-        kernel(y, shift, count_saturation, self.thresholds[0], self.thresholds[1], math.ldexp(1.0, -window.exponent),
-               window.start, self.bins, psum, s2, vmin, vmax, zeros, saturated, hist, self._buffers(y, threads))
-        if not np.isfinite(psum).all():  # psum[0] holds the shift too
-            return None
-        n = np.full(units, batch * positions, dtype=np.int64)
-        offset = psum.sum(axis=0) / n - shift  # mean - shift, from the unshifted per-sample sums
-        moments = Moments(
-            count=n, mean=shift + offset, m2=np.maximum(s2.sum(axis=0) - n * offset * offset, 0.0),
-            min=vmin.min(axis=0).astype(np.float64), max=vmax.max(axis=0).astype(np.float64),
-            zeros=zeros.sum(axis=0), nonfinite=np.zeros(units, dtype=np.int64), saturated=saturated.sum(axis=0),
-        )
-        return moments, hist.sum(axis=(0, 1)), psum
+        Rows carry 16 unused entries of padding so that two threads never write the same cache line
+        (measured: without it a 16-unit layer ran 2-4x slower on two threads than on one)."""
+        key = (threads, size)
+        if key not in self._scratch:
+            shape = (threads, self.units + _PAD)
+            self._scratch[key] = [
+                np.zeros(shape, dtype=np.int64), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.float32),
+                np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64),
+                np.zeros((threads, 4, self.bins + kernels.EXTRA_CODES), dtype=np.int64),
+                np.zeros((threads, size), dtype=np.uint8),
+            ]
+        return self._scratch[key]
 
-    def _careful(self, y: np.ndarray, window: Histogram) -> tuple[Moments, np.ndarray, np.ndarray]:
-        """The masking kernel: NaN and Inf are counted and kept out of every statistic but the pooled mean."""
-        kernel, threads = kernels.careful.pick(y)
-        batch, positions, units = y.shape
-        shift = np.where(np.isfinite(y[0, 0]), y[0, 0], 0.0).astype(np.float64)
-        psum = np.zeros((batch, units))
-        count = np.zeros((threads, units), dtype=np.int64)
-        s1, s2 = np.zeros((threads, units)), np.zeros((threads, units))
-        vmin = np.full((threads, units), np.inf, dtype=np.float32)
-        vmax = np.full((threads, units), -np.inf, dtype=np.float32)
-        zeros, saturated = np.zeros_like(count), np.zeros_like(count)
-        hist = np.zeros((threads, 4, self.bins + kernels.EXTRA_CODES), dtype=np.int64)
-        kernel(y, shift, self.thresholds[0], self.thresholds[1], math.ldexp(1.0, -window.exponent), window.start,
-               self.bins, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist, self._buffers(y, threads))
-        n = count.sum(axis=0)
-        a1, a2 = s1.sum(axis=0), s2.sum(axis=0)
-        offset = np.divide(a1, n, out=np.zeros_like(a1), where=n > 0)
-        moments = Moments(
-            count=n, mean=shift + offset, m2=np.maximum(a2 - a1 * offset, 0.0),
-            min=vmin.min(axis=0).astype(np.float64), max=vmax.max(axis=0).astype(np.float64),
-            zeros=zeros.sum(axis=0), nonfinite=batch * positions - n, saturated=saturated.sum(axis=0),
-        )
-        return moments, hist.sum(axis=(0, 1)), psum
-
-    def _own_window_histogram(self, y: np.ndarray, batch: Moments) -> Histogram:
-        """Second pass for a batch that reached outside the running window: bin it at its own window."""
-        finite = batch.count > 0
-        if not finite.any():
-            return Histogram.empty(self.bins)
-        exponent, start = Histogram.window(float(batch.min[finite].min()), float(batch.max[finite].max()), self.bins)
+    def _rewindow(self, y: np.ndarray, scratch: list[np.ndarray]) -> None:
+        """Bin this batch at its own window and merge it with the running histogram at the finest common one."""
+        low, high = scratch[3].min(), scratch[4].max()
+        if not (np.isfinite(low) and np.isfinite(high)):  # no finite value in this batch
+            return
+        exponent, start = Histogram.window(float(low), float(high), self.bins)
         kernel, threads = kernels.histogram.pick(y)
-        hist = np.zeros((threads, 4, self.bins + kernels.EXTRA_CODES), dtype=np.int64)
-        kernel(y, math.ldexp(1.0, -exponent), start, self.bins, hist, self._buffers(y, threads))
-        return Histogram(exponent, start, hist.sum(axis=(0, 1))[1 : self.bins + 1].copy())
+        parts = self._scratch_for(threads, y.shape[1] * y.shape[2])
+        kernel(y, math.ldexp(1.0, -exponent), start, self.bins, parts[7], parts[8])
+        own = Histogram(exponent, start, parts[7].sum(axis=(0, 1))[1 : self.bins + 1])
+        merged = self.histogram.merge(own)
+        self._window = (merged.exponent, merged.start)
+        self._codes[:] = 0
+        self._codes[1 : self.bins + 1] = merged.counts
+
+
+_PAD = 16  # entries; 64 bytes or more for every partial's dtype
 
 
 def _as_batch(activations: np.ndarray, units: int) -> np.ndarray:

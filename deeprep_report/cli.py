@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from deeprep_report import __version__
+from deeprep_report import __version__, logs
 from deeprep_report.errors import UserError
 
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-log = logging.getLogger("deeprep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK
-    from deeprep_report import logs
-
     run_log = logs.setup(quiet=args.quiet, debug=args.debug)
     try:
         return _run(args, run_log) if args.command == "run" else _validate(args)
@@ -71,24 +67,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _run(args: argparse.Namespace, run_log: "logs.RunLog") -> int:  # noqa: F821
+def _run(args: argparse.Namespace, run_log: logs.RunLog) -> int:
     from deeprep_report.config import load_config
+    from deeprep_report.kernels import warm_up_in_background
     from deeprep_report.tf_runtime import import_tensorflow
 
     config = load_config(args.pipeline, args.overrides)
-    from deeprep_report.kernels import warm_up_in_background
-
     warm_up_in_background()  # overlaps numba's cache loading with TensorFlow's import
     import_tensorflow(quiet=not args.debug)
     from deeprep_report.runner import run_pipeline
 
-    result = run_pipeline(config, run_log, out=args.out, bar=None if not args.quiet else False)
+    result = run_pipeline(config, run_log, out=args.out, bar=False if args.quiet else None)
     print(f"done: {result.path}")
     return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from deeprep_report import logs
     from deeprep_report.config import load_config
     from deeprep_report.tf_runtime import import_tensorflow
 
@@ -104,7 +98,7 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _traceback_file(run_log: "logs.RunLog", exc: BaseException) -> Path:  # noqa: F821
+def _traceback_file(run_log: logs.RunLog, exc: BaseException) -> Path:
     """run.log when the run folder exists; otherwise a temporary file with the log so far."""
     if run_log.path is not None:
         return run_log.path

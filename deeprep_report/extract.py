@@ -3,7 +3,7 @@
 One compiled forward pass per batch returns every selected layer's output; each
 output is folded into its layer's running statistics and written to HDF5 (pooled
 for every sample, full maps for the first ``store.full_samples``), then dropped.
-Peak memory is one batch of activations, whatever the number of samples.
+Peak memory is a few batches of activations, whatever the number of samples.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from deeprep_report.accumulate import LayerAccumulator
 from deeprep_report.config import StatsSection
-from deeprep_report.plan import DatasetEntry, Pair, Plan
+from deeprep_report.plan import DatasetEntry, ModelEntry, Pair, Plan
 from deeprep_report.progress import Progress
 from deeprep_report.provenance import utc_now
 from deeprep_report.sources.datasets import batches
@@ -34,21 +34,25 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None) -> None:
     for data in plan.datasets:
         _write_dataset(store, plan, data)
     for model in plan.models:
-        loaded = model.loaded
-        selected = {info.path for info in model.selected}
-        store.set_attrs(f"models/{h5_name(model.name)}", {
-            "name": model.name, "source": loaded.source, "fingerprint": loaded.fingerprint,
-            "class_name": type(loaded.model).__name__, "params": int(loaded.model.count_params()),
-            "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in _flat(model.graph.inputs)],
-            "architecture": [{**info.describe(), "selected": info.path in selected} for info in model.graph.layers],
-            "skipped": [{"path": info.path, "reason": info.reason} for info in model.skipped],
-        })
+        _write_model(store, model)
     stored_inputs: set[tuple[str, str]] = set()
     for pair in plan.pairs:
         extract_pair(pair, store, plan.config.pipeline.stats, stored_inputs, bar)
     store.set_attrs("/", {
         "dataset_names": [data.name for data in plan.datasets], "model_names": [m.name for m in plan.models],
         "pairs": [[pair.model.name, pair.data.name] for pair in plan.pairs],
+    })
+
+
+def _write_model(store: StoreWriter, model: ModelEntry) -> None:
+    loaded = model.loaded
+    selected = {info.path for info in model.selected}
+    store.set_attrs(f"models/{h5_name(model.name)}", {
+        "name": model.name, "source": loaded.source, "fingerprint": loaded.fingerprint,
+        "class_name": type(loaded.model).__name__, "params": int(loaded.model.count_params()),
+        "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in _flat(model.graph.inputs)],
+        "architecture": [{**info.describe(), "selected": info.path in selected} for info in model.graph.layers],
+        "skipped": [{"path": info.path, "reason": info.reason} for info in model.skipped],
     })
 
 

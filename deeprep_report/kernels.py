@@ -42,21 +42,18 @@ _OPTIONS = {"cache": True, "boundscheck": False, "nogil": True}
 
 
 def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nbins,
-          psum, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
-    """Per-sample sums, shifted sums of squares, extrema, zero and saturation counts, histogram codes."""
+          psum, count, s1, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
+    """One pass over a batch of finite values: per-sample sums and this batch's per-unit partials."""
     B, S, C = y.shape
     T = s2.shape[0]
     top = np.float64(nbins + 1)
     scale = np.float64(inv_width)
     offset = np.float64(first_index - 1)
     for t in prange(T):
-        a2 = s2[t]
-        lo = vmin[t]
-        hi = vmax[t]
-        z = zeros[t]
-        sat = saturated[t]
-        buf = binbuf[t]
-        for b in range((t * B) // T, ((t + 1) * B) // T):
+        b0, b1 = (t * B) // T, ((t + 1) * B) // T
+        _reset(t, b0, b1, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist)
+        a1, a2, lo, hi, z, sat, buf = s1[t], s2[t], vmin[t], vmax[t], zeros[t], saturated[t], binbuf[t]
+        for b in range(b0, b1):
             p = psum[b]
             for s in range(S):
                 row = y[b, s]
@@ -66,39 +63,33 @@ def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nb
                     w = np.float64(v)
                     p[c] += w
                     d = w - shift[c]
+                    a1[c] += d
                     a2[c] += d * d
                     lo[c] = v if v < lo[c] else lo[c]
                     hi[c] = v if v > hi[c] else hi[c]
                     z[c] += v == 0
-                    q = np.floor(w * scale) - offset
-                    q = q if q > 0 else 0.0
-                    q = q if q < top else top
-                    buf[base + c] = np.uint8(q)
+                    buf[base + c] = _bin_code(w, scale, offset, top)
                 if count_saturation:
                     for c in range(C):
                         v = row[c]
                         sat[c] += (v <= sat_lo) | (v >= sat_hi)
             _count_codes(buf, S * C, hist[t])
+        count[t, :] = (b1 - b0) * S
 
 
-def _careful(y, shift, sat_lo, sat_hi, inv_width, first_index, nbins,
+def _careful(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nbins,
              psum, count, s1, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
-    """Like ``_fast`` but every accumulator except ``psum`` skips non-finite values (and counts them)."""
+    """Like ``_fast`` but every partial except ``psum`` skips non-finite values (and ``count`` counts the rest)."""
     B, S, C = y.shape
-    T = count.shape[0]
+    T = s2.shape[0]
     top = np.float64(nbins + 1)
     scale = np.float64(inv_width)
     offset = np.float64(first_index - 1)
     for t in prange(T):
-        n_t = count[t]
-        a1 = s1[t]
-        a2 = s2[t]
-        lo = vmin[t]
-        hi = vmax[t]
-        z = zeros[t]
-        sat = saturated[t]
-        buf = binbuf[t]
-        for b in range((t * B) // T, ((t + 1) * B) // T):
+        b0, b1 = (t * B) // T, ((t + 1) * B) // T
+        _reset(t, b0, b1, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist)
+        n_t, a1, a2, lo, hi, z, sat, buf = count[t], s1[t], s2[t], vmin[t], vmax[t], zeros[t], saturated[t], binbuf[t]
+        for b in range(b0, b1):
             p = psum[b]
             for s in range(S):
                 row = y[b, s]
@@ -114,11 +105,8 @@ def _careful(y, shift, sat_lo, sat_hi, inv_width, first_index, nbins,
                     lo[c] = v if (finite & (v < lo[c])) else lo[c]
                     hi[c] = v if (finite & (v > hi[c])) else hi[c]
                     z[c] += v == 0
-                    sat[c] += finite & ((v <= sat_lo) | (v >= sat_hi))
-                    q = np.floor(np.float64(v) * scale) - offset
-                    q = q if q > 0 else 0.0
-                    q = q if q < top else top
-                    buf[base + c] = np.uint8(q) if finite else np.uint8(nbins + 2)
+                    sat[c] += count_saturation & finite & ((v <= sat_lo) | (v >= sat_hi))
+                    buf[base + c] = _bin_code(np.float64(v), scale, offset, top) if finite else np.uint8(nbins + 2)
             _count_codes(buf, S * C, hist[t])
 
 
@@ -130,6 +118,7 @@ def _histogram(y, inv_width, first_index, nbins, hist, binbuf):  # pragma: no co
     scale = np.float64(inv_width)
     offset = np.float64(first_index - 1)
     for t in prange(T):
+        hist[t] = 0
         buf = binbuf[t]
         for b in range((t * B) // T, ((t + 1) * B) // T):
             for s in range(S):
@@ -137,11 +126,58 @@ def _histogram(y, inv_width, first_index, nbins, hist, binbuf):  # pragma: no co
                 base = s * C
                 for c in range(C):
                     v = row[c]
-                    q = np.floor(np.float64(v) * scale) - offset
-                    q = q if q > 0 else 0.0
-                    q = q if q < top else top
-                    buf[base + c] = np.uint8(q) if (v - v) == 0 else np.uint8(nbins + 2)
+                    buf[base + c] = _bin_code(np.float64(v), scale, offset, top) if (v - v) == 0 else np.uint8(nbins + 2)
             _count_codes(buf, S * C, hist[t])
+
+
+@njit(**_OPTIONS)
+def fold(values, count, s1, s2, vmin, vmax, zeros, saturated, hist, run_count, run_s1, run_s2, run_min, run_max,
+         run_zeros, run_nonfinite, run_saturated, run_codes):  # pragma: no cover - compiled
+    """Add a batch's partials (T rows) to the running per-unit totals; returns the values outside the
+    histogram window. Histogram codes are added only when none fell outside (the caller re-bins then)."""
+    T = count.shape[0]
+    C = run_count.shape[0]  # partial rows may be padded past C
+    for t in range(T):
+        for c in range(C):
+            run_count[c] += count[t, c]
+            run_s1[c] += s1[t, c]
+            run_s2[c] += s2[t, c]
+            run_min[c] = min(run_min[c], vmin[t, c])
+            run_max[c] = max(run_max[c], vmax[t, c])
+            run_zeros[c] += zeros[t, c]
+            run_saturated[c] += saturated[t, c]
+    for c in range(C):
+        finite = 0
+        for t in range(T):
+            finite += count[t, c]
+        run_nonfinite[c] += values - finite
+    codes = hist.sum(axis=0).sum(axis=0)
+    outside = codes[0] + codes[len(codes) - 2]
+    if outside == 0:
+        run_codes += codes
+    return outside
+
+
+@njit(inline="always", **_OPTIONS)
+def _reset(t, b0, b1, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist):  # pragma: no cover - compiled
+    """Zero one thread's partials (and its samples' sums): scratch arrays are reused across batches."""
+    psum[b0:b1] = 0.0
+    count[t] = 0
+    s1[t] = 0.0
+    s2[t] = 0.0
+    vmin[t] = np.inf
+    vmax[t] = -np.inf
+    zeros[t] = 0
+    saturated[t] = 0
+    hist[t] = 0
+
+
+@njit(inline="always", **_OPTIONS)
+def _bin_code(value, scale, offset, top):  # pragma: no cover - compiled
+    """Histogram code of a finite value: its bin + 1, clamped to 0 (below) and ``top`` (above)."""
+    q = np.floor(value * scale) - offset
+    q = q if q > 0 else 0.0
+    return np.uint8(q if q < top else top)
 
 
 @njit(inline="always", **_OPTIONS)
@@ -201,23 +237,23 @@ def warm_up() -> None:
     for variant in (fast, careful, histogram):
         for kernel, rows in ((variant.serial, 1), (variant.parallel, threads())):
             _call_with_scratch(variant, kernel, rows, y)
+    one = lambda dtype=np.float64: np.zeros((1, 2), dtype=dtype)  # noqa: E731
+    run = lambda dtype=np.float64: np.zeros(2, dtype=dtype)  # noqa: E731
+    fold(2, one(np.int64), one(), one(), one(np.float32), one(np.float32), one(np.int64), one(np.int64),
+         np.zeros((1, 4, 7), dtype=np.int64), run(np.int64), run(), run(), run(), run(), run(np.int64),
+         run(np.int64), run(np.int64), np.zeros(7, dtype=np.int64))
 
 
 def _call_with_scratch(variant: _Dispatch, kernel, rows: int, y: np.ndarray) -> None:
     units = y.shape[2]
-    acc = lambda dtype=np.float64: np.zeros((rows, units), dtype=dtype)  # noqa: E731
+    part = lambda dtype=np.float64: np.zeros((rows, units), dtype=dtype)  # noqa: E731
     hist = np.zeros((rows, 4, 4 + EXTRA_CODES), dtype=np.int64)
     buf = np.zeros((rows, y.shape[1] * units), dtype=np.uint8)
-    psum = np.zeros((y.shape[0], units))
-    shift = np.zeros(units)
-    if variant is fast:
-        kernel(y, shift, True, 0.0, 1.0, 1.0, 0, 4, psum, acc(), acc(np.float32), acc(np.float32), acc(np.int64),
-               acc(np.int64), hist, buf)
-    elif variant is careful:
-        kernel(y, shift, 0.0, 1.0, 1.0, 0, 4, psum, acc(np.int64), acc(), acc(), acc(np.float32), acc(np.float32),
-               acc(np.int64), acc(np.int64), hist, buf)
-    else:
+    if variant is histogram:
         kernel(y, 1.0, 0, 4, hist, buf)
+        return
+    kernel(y, np.zeros(units), True, 0.0, 1.0, 1.0, 0, 4, np.zeros((y.shape[0], units)), part(np.int64), part(),
+           part(), part(np.float32), part(np.float32), part(np.int64), part(np.int64), hist, buf)
 
 
 def warm_up_in_background() -> threading.Thread:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from deeprep_report import __version__
 from deeprep_report.analyze import analyze
@@ -40,55 +41,67 @@ def run_folder_for(config: Config, out: Path | None) -> Path:
 
 def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: bool | None = None) -> RunResult:
     """Run every stage; on any exception the run folder keeps its previous files (plus the new run.log)."""
-    from deeprep_report.extract import extract
     from deeprep_report.plan import make_plan
-    from deeprep_report.store import StoreWriter
 
     clock = time.perf_counter()
     started = utc_now()
-    timings: dict[str, float] = {}
     log.info("deeprep %s: run %r from %s", __version__, config.pipeline.run.name, config.source)
     plan = make_plan(config)
     release_console()
-    timings["plan"] = time.perf_counter() - clock
+    timings = {"plan": time.perf_counter() - clock}
     target = run_folder_for(config, out)
     resolved = config.to_yaml()
-    with RunFolder(target) as folder:
-        run_log.attach(folder.staged("run.log"), target / "run.log")
-        try:
-            log.info("run folder %s", target)
-            mark = time.perf_counter()
-            store = StoreWriter(folder.staged("activations.h5"), config.pipeline.store)
-            try:
-                store.set_attrs("/", {
-                    "tool_version": __version__, "created": started, "config": resolved,
-                    "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
-                    "packages": package_versions(), "platform": platform_info(),
-                })
-                extract(plan, store, bar=bar)
-                store.set_attrs("/", {"finished": utc_now()})
-            finally:
-                store.close()
-            timings["extract"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            results = analyze(folder.staged("activations.h5"))
-            timings["analyze"] = time.perf_counter() - mark
-            folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
-            timings["total"] = time.perf_counter() - clock
-            summary = _summary(config, target, started, timings, resolved, results)
-            log.info("run finished in %.1f s", timings["total"])
-            run_log.detach()
-            write_json(folder.staged("summary.json"), summary)
-            folder.publish(list(RUN_FILES))
-        except UserError as exc:
-            run_log.note(f"run failed: {exc}")
-            run_log.detach()
-            raise
-        except BaseException as exc:
-            run_log.note("run failed with an internal error", exc)
-            run_log.detach()
-            raise
+    with RunFolder(target) as folder, _logging_into(run_log, folder, target):
+        log.info("run folder %s", target)
+        store = folder.staged("activations.h5")
+        mark = time.perf_counter()
+        _extract_into(store, plan, started, resolved, bar)
+        timings["extract"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        results = analyze(store)
+        timings["analyze"] = time.perf_counter() - mark
+        folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
+        timings["total"] = time.perf_counter() - clock
+        summary = _summary(config, target, started, timings, resolved, results)
+        log.info("run finished in %.1f s", timings["total"])
+        run_log.detach()
+        write_json(folder.staged("summary.json"), summary)
+        folder.publish(list(RUN_FILES))
     return RunResult(target, summary)
+
+
+def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool | None) -> None:
+    from deeprep_report.extract import extract
+    from deeprep_report.store import StoreWriter
+
+    config = plan.config
+    store = StoreWriter(path, config.pipeline.store)
+    try:
+        store.set_attrs("/", {
+            "tool_version": __version__, "created": started, "config": resolved,
+            "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
+            "packages": package_versions(), "platform": platform_info(),
+        })
+        extract(plan, store, bar=bar)
+        store.set_attrs("/", {"finished": utc_now()})
+    finally:
+        store.close()
+
+
+@contextmanager
+def _logging_into(run_log: RunLog, folder: RunFolder, target: Path) -> Iterator[None]:
+    """Send the log to the staged run.log; a failure is recorded there (the CLI prints one line)."""
+    run_log.attach(folder.staged("run.log"), target / "run.log")
+    try:
+        yield
+    except UserError as exc:
+        run_log.note(f"run failed: {exc}")
+        raise
+    except BaseException as exc:
+        run_log.note("run failed with an internal error", exc)
+        raise
+    finally:
+        run_log.detach()
 
 
 def _summary(config: Config, target: Path, started: str, timings: dict[str, float], resolved: str,

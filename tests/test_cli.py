@@ -233,3 +233,25 @@ def test_real_command_prints_one_clean_line(project):
     assert result.returncode == 2
     assert result.stderr == f"error: {path}: models[0].layers[0]: no layer 'nope' in model 'm'\n"
     assert result.stdout == ""
+
+
+def test_uncapturable_layers_are_listed_in_summary_and_log(project):
+    x = keras.Input((6, 6, 2), name="pixels")
+    shared = keras.layers.Dense(2, name="shared")
+    flat = keras.layers.Flatten(name="flat")(x)
+    keras.Model(x, keras.layers.Dense(1, name="out")(shared(shared(keras.layers.Dense(2, name="pre")(flat))))).save(
+        project / "model.keras")
+    path = edit(project, lambda d: d["models"][0].update(layers="all"))
+    assert main(["run", str(path), "--quiet"]) == 0
+    folder = project / "outputs/t"
+    summary = json.loads((folder / "summary.json").read_text())
+    reason = "called 2 times in the graph (a shared layer has no single output)"
+    assert summary["models"][0]["skipped_layers"] == [{"path": "shared", "reason": reason}]
+    assert [layer["path"] for layer in summary["pairs"][0]["layers"]] == ["flat", "pre", "out"]
+    assert f"model m: layer shared skipped: {reason}" in (folder / "run.log").read_text()
+
+
+def test_pipeline_defaults_to_the_current_folder(capsys, project, monkeypatch):
+    monkeypatch.chdir(project)
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out.startswith("pipeline.yaml: OK: m × d")
