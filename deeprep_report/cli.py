@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = pipeline_command("run", "extract activations, compute statistics, write the run folder")
     run.add_argument("--out", type=Path, help="write the run's files into this folder")
     pipeline_command("validate", "check the config, files, models and layers without extracting")
+    render = commands.add_parser("render", help="rebuild report.html from a run folder (no TensorFlow)",
+                                 description="rebuild report.html from a run folder's summary.json and activations.h5")
+    render.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
+    render.add_argument("--set", dest="overrides", action="append", default=[], metavar="report.KEY=VALUE",
+                        help="override a report setting of the stored config, e.g. --set report.gallery.samples=8")
+    render.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    render.add_argument("--debug", action="store_true", help="tracebacks on stderr")
     commands.add_parser("schema", help="print the JSON Schema of pipeline.yaml")
     return parser
 
@@ -50,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     run_log = logs.setup(quiet=args.quiet, debug=args.debug)
     try:
-        return _run(args, run_log) if args.command == "run" else _validate(args)
+        commands = {"run": lambda: _run(args, run_log), "validate": lambda: _validate(args),
+                    "render": lambda: _render(args)}
+        return commands[args.command]()
     except UserError as exc:
         if args.debug:
             raise
@@ -95,6 +104,14 @@ def _validate(args: argparse.Namespace) -> int:
     pairs = ", ".join(f"{p.model.name} × {p.data.name} ({len(p.model.selected)} layers, {len(p.data.rows)} samples)"
                       for p in plan.pairs)
     print(f"{config.source}: OK: {pairs}")
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace) -> int:
+    from deeprep_report.render import render
+
+    logs.release_console()
+    print(f"done: {render(args.run_dir, args.overrides)}")
     return EXIT_OK
 
 

@@ -24,6 +24,17 @@ BUILTIN_MODELS = ("digits_cnn",)
 BUILTIN_DATASETS = ("digits",)
 
 
+def _layer_selectors(value: Any) -> Any:
+    """``layers:`` is 'all', one selector, or a non-empty list of selectors."""
+    if value == "all":
+        return value
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected 'all' or a non-empty list of layer names or patterns, got {value!r}")
+    return value
+
+
 class _Strict(BaseModel):
     """Unknown keys are errors, so a typo never silently falls back to a default."""
 
@@ -70,16 +81,7 @@ class ModelSpec(_Strict):
         None, description="Names of the datasets to run this model on; default: every dataset whose shape fits."
     )
 
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _layers_shape(cls, value: Any) -> Any:
-        if value == "all":
-            return value
-        if isinstance(value, str):
-            return [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            raise ValueError(f"expected 'all' or a non-empty list of layer names or patterns, got {value!r}")
-        return value
+    _layers_shape = field_validator("layers", mode="before")(lambda value: _layer_selectors(value))
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSpec":
@@ -168,6 +170,39 @@ class StatsSection(_Strict):
     histogram_bins: int = Field(64, ge=4, le=250, description="Bins of each layer's value histogram.")
 
 
+class GallerySection(_Strict):
+    """Feature-map galleries of conv layers."""
+
+    samples: int = Field(4, ge=1, le=16, description="Sample inputs per gallery.")
+    channels: int = Field(16, ge=1, le=64, description="Channels per sample (those with the highest std).")
+
+
+class ExemplarSection(_Strict):
+    """Top exemplars: the inputs that activate a unit most."""
+
+    k: int = Field(6, ge=1, le=20, description="Inputs shown per unit.")
+    units: int = Field(8, ge=1, le=32, description="Units shown per layer (those with the highest std).")
+
+
+class ReportSection(_Strict):
+    """The HTML report rendered from the stored run."""
+
+    enabled: bool = Field(True, description="Render report.html at the end of deeprep run.")
+    template_dir: str | None = Field(None, description="Folder of templates that replace the shipped ones.")
+    layers: Literal["all"] | list[str] = Field(
+        "all", description="Captured layers that get a section: 'all', or names and glob patterns."
+    )
+    gallery: GallerySection = Field(default_factory=GallerySection)
+    exemplars: ExemplarSection = Field(default_factory=ExemplarSection)
+    heatmap_samples: int = Field(80, ge=4, le=1000, description="Samples (rows) of a dense layer's heatmap.")
+    saturation_finding: float = Field(
+        0.5, ge=0, le=1, description="Findings list a layer whose saturation fraction is at least this."
+    )
+    size_budget_mb: float = Field(20.0, gt=0, description="Warn when report.html is larger than this.")
+
+    _layers_shape = field_validator("layers", mode="before")(lambda value: _layer_selectors(value))
+
+
 class Pipeline(_Strict):
     """A ``pipeline.yaml``: which models see which data, and what is stored."""
 
@@ -176,6 +211,7 @@ class Pipeline(_Strict):
     datasets: list[DatasetSpec] = Field(min_length=1)
     store: StoreSection = Field(default_factory=StoreSection)
     stats: StatsSection = Field(default_factory=StatsSection)
+    report: ReportSection = Field(default_factory=ReportSection)
 
 
 @dataclass(frozen=True)
@@ -203,6 +239,8 @@ class Config:
             for entry in data[section]:
                 if entry.get("path") is not None:
                     entry["path"] = str(self.resolve(entry["path"]).resolve())
+        if data["report"]["template_dir"] is not None:
+            data["report"]["template_dir"] = str(self.resolve(data["report"]["template_dir"]).resolve())
         return data
 
     def to_yaml(self) -> str:

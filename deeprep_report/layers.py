@@ -12,7 +12,6 @@ the model's own layer objects, so the weights are shared, not copied.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from keras.src.models.functional import Functional
 from keras.src.models.sequential import Sequential
 
 from deeprep_report.config import did_you_mean
+from deeprep_report.selectors import is_pattern, matches
 
 #: Layers whose output is a re-arrangement or subset of their input: they keep the input's activation.
 PASS_THROUGH = (
@@ -151,7 +151,7 @@ class LayerGraph:
                 matches = self._match(selector)
                 if not matches:
                     raise SelectionError(index, self._no_match(selector))
-                exact = not any(ch in selector for ch in "*?[") and selector not in self.containers
+                exact = not is_pattern(selector) and selector not in self.containers
                 for info in matches:
                     if info.capturable:
                         picked.add(info.path)
@@ -167,14 +167,10 @@ class LayerGraph:
         return chosen, skipped
 
     def _match(self, selector: str) -> list[LayerInfo]:
-        if selector in self.containers:
-            return [info for info in self.layers if info.path.startswith(selector + "/")]
-        leaf_too = "/" not in selector
-        return [info for info in self.layers
-                if fnmatch.fnmatchcase(info.path, selector) or (leaf_too and fnmatch.fnmatchcase(info.name, selector))]
+        return [info for info in self.layers if matches(selector, info.path)]
 
     def _no_match(self, selector: str) -> str:
-        if any(ch in selector for ch in "*?["):
+        if is_pattern(selector):
             return f"pattern {selector!r} matches no layer in model {self.model_name!r}"
         names = [info.path for info in self.layers] + [info.name for info in self.layers]
         return f"no layer {selector!r} in model {self.model_name!r}{did_you_mean(selector, names)}"

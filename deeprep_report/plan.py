@@ -8,6 +8,7 @@ is touched: missing or corrupt files, unknown layers, shapes that fit no model.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,9 @@ from deeprep_report.sources.datasets import Dataset, open_dataset, select_rows
 from deeprep_report.sources.models import LoadedModel, load_model
 
 log = logging.getLogger("deeprep")
+
+#: TensorFlow's rule for name scopes; a layer named otherwise fails inside any tf.function.
+_GRAPH_NAME = re.compile(r"^[A-Za-z0-9_.\\/>-]*$")
 
 
 @dataclass
@@ -77,6 +81,10 @@ def make_plan(config: Config) -> Plan:
             graph = LayerGraph(loaded.model, spec.name)
         except ValueError as exc:
             raise config.error(f"models[{index}]", str(exc)) from None
+        for info in graph.layers:
+            if not _GRAPH_NAME.match(info.name):
+                raise config.error(f"models[{index}]", f"layer name {info.name!r} cannot run in a TensorFlow graph "
+                                   "(allowed: letters, digits and _ . / > -); rename the layer")
         try:
             selected, skipped = graph.select(spec.layers)
         except SelectionError as exc:

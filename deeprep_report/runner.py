@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from deeprep_report import __version__
 from deeprep_report.analyze import analyze
+from deeprep_report.render import render
 from deeprep_report.config import Config
 from deeprep_report.errors import UserError
 from deeprep_report.logs import RunLog, release_console
@@ -22,7 +23,7 @@ from deeprep_report.summary import NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, wr
 log = logging.getLogger("deeprep")
 
 #: Files of a finished run, in publishing order: summary.json last marks completion.
-RUN_FILES = ("activations.h5", "pipeline.yaml", "run.log", "summary.json")
+RUN_FILES = ("activations.h5", "pipeline.yaml", "report.html", "run.log", "summary.json")
 
 
 @dataclass
@@ -63,10 +64,14 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
         timings["total"] = time.perf_counter() - clock
         summary = _summary(config, target, started, timings, resolved, results)
-        log.info("run finished in %.1f s", timings["total"])
-        run_log.detach()
         write_json(folder.staged("summary.json"), summary)
-        folder.publish(list(RUN_FILES))
+        if config.pipeline.report.enabled:
+            mark = time.perf_counter()
+            render(folder.stage)
+            log.info("report rendered in %.1f s", time.perf_counter() - mark)
+        log.info("run finished in %.1f s", time.perf_counter() - clock)
+        run_log.detach()
+        folder.publish([name for name in RUN_FILES if folder.staged(name).exists()])
     return RunResult(target, summary)
 
 

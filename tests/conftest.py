@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,17 @@ def tf_quiet():
     from deeprep_report.tf_runtime import import_tensorflow
 
     return import_tensorflow()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tuple[Path, str]:
+    """The shipped demo pipeline run once through the real command: (run folder, its stderr)."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = subprocess.run([sys.executable, "-m", "deeprep_report", "run", str(ROOT / "pipeline.yaml"),
+                             "--out", str(out)], capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"done: {out}\n"
+    return out, result.stderr

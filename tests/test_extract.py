@@ -78,7 +78,7 @@ def test_statistics_equal_numpy_on_stored_full_maps_for_several_batch_sizes(tmp_
     _, _, pipeline = build(tmp_path, "sequential", n=50)
     for batch in (1, 7, 16, 64):
         out = tmp_path / f"b{batch}"
-        assert run(pipeline, "--out", str(out), "--set", "store.full_samples=all",
+        assert run(pipeline, "--out", str(out), "--set", "store.full_samples=all", "--set", "report.enabled=false",
                    "--set", f"datasets[0].batch_size={batch}") == 0
         with StoreReader(out / "activations.h5") as store:
             group = store.layer_group("m", "d", "conv")

@@ -1,0 +1,261 @@
+"""Matplotlib figures of the report, each returned as a PNG data URI.
+
+Pure functions from numpy arrays to images: nothing here reads the store.
+Figures use the object API (no pyplot state), render with Agg, and are saved
+without the PNG "Software" text chunk so the same data gives the same bytes.
+Feature maps are always PNG raster (never SVG): a 16-channel grid is a few
+kilobytes as PNG and megabytes as vector paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+DPI = 80
+MAP_COLORS = "viridis"
+_STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+          "axes.spines.top": False, "axes.spines.right": False}
+ACCENT = "#3b6ea8"
+ALERT = "#c0392b"
+
+
+def to_png(figure: Figure) -> str:
+    """A data URI of the figure as a 256-colour PNG, with no metadata that changes between renders.
+
+    Agg draws RGBA; a palette of 256 colours (no dithering) keeps charts and
+    colour-mapped feature maps intact (viridis has 256 colours) and makes the
+    file 3-4x smaller, which is what keeps a 150-layer report openable.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    packed = io.BytesIO()
+    palette.save(packed, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(packed.getvalue()).decode("ascii")
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure for the Agg canvas; call inside ``rc_context(_STYLE)`` so its axes take the style."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def depth_profile(layers: Sequence[str], series: dict[str, Sequence[float | None]], ylabel: str,
+                  percent: bool = False) -> str:
+    """One statistic across layers in model order; one line per series (e.g. trained, random)."""
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(6.4, 2.3)
+        axes = figure.subplots()
+        x = np.arange(len(layers))
+        for index, (label, values) in enumerate(series.items()):
+            y = np.array([np.nan if v is None else v for v in values], dtype=float) * (100 if percent else 1)
+            axes.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=label,
+                      color=ACCENT if index == 0 else "#999999")
+        axes.set_xticks(x, _thin_labels(layers), rotation=45, ha="right")
+        axes.set_xlabel("layer (model order)")
+        axes.set_ylabel(ylabel + (" (%)" if percent else ""))
+        axes.grid(axis="y", alpha=0.3)
+        if len(series) > 1:
+            axes.legend(frameon=False)
+        return to_png(figure)
+
+
+def _thin_labels(labels: Sequence[str], most: int = 40) -> list[str]:
+    """Every label when they fit; otherwise every n-th (the others blank)."""
+    step = max(1, math.ceil(len(labels) / most))
+    return [label if index % step == 0 else "" for index, label in enumerate(labels)]
+
+
+def unit_panels(means: np.ndarray, zero_fraction: np.ndarray, dead: np.ndarray, edges: np.ndarray,
+                counts: np.ndarray) -> str:
+    """Per-unit means and zero fractions, each sorted (dead units in red), and the value histogram."""
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(9.6, 2.3)
+        left, middle, right = figure.subplots(1, 3)
+        for axes, values, label in ((left, means, "unit mean"), (middle, zero_fraction * 100, "zeros (%)")):
+            order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
+            shown = np.nan_to_num(values[order])
+            rank = np.arange(len(shown))
+            axes.stairs(shown, np.arange(len(shown) + 1) - 0.5, fill=True, color=ACCENT, baseline=min(0, shown.min()))
+            dead_rank = rank[dead[order]]
+            if dead_rank.size:
+                axes.plot(dead_rank, shown[dead[order]], "x", color=ALERT, markersize=4,
+                          label=f"dead ({dead_rank.size})")
+                axes.legend(frameon=False, loc="upper right")
+            axes.set_xlabel("units, sorted by value")
+            axes.set_ylabel(label)
+        last = int(np.flatnonzero(counts).max(initial=0)) + 1  # drop the window's empty tail
+        right.stairs(counts[:last], edges[: last + 1], fill=True, color=ACCENT)
+        if counts.max(initial=0) > 0:
+            right.set_yscale("log")
+        right.set_xlabel("activation value")
+        right.set_ylabel("count (log scale)")
+        return to_png(figure)
+
+
+def tile(maps: np.ndarray, columns: int) -> np.ndarray:
+    """(H, W, K) maps as one (rows·(H+1)−1, columns·(W+1)−1) image, NaN between tiles."""
+    height, width, count = maps.shape
+    rows = math.ceil(count / columns)
+    canvas = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan)
+    for index in range(count):
+        r, c = divmod(index, columns)
+        canvas[r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = maps[..., index]
+    return canvas
+
+
+def feature_gallery(rows: Sequence[tuple[np.ndarray | None, np.ndarray, str]], channels: Sequence[int]) -> str:
+    """Per sample: its input, a grid of channel maps on one shared colour scale, and that scale's colour bar.
+
+    ``rows`` holds (input image or None, maps (H, W, K) of the chosen channels, caption).
+    """
+    columns = math.ceil(math.sqrt(len(channels)))
+    grid_rows = math.ceil(len(channels) / columns)
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(0.62 * columns + 2.2, (0.62 * grid_rows + 0.35) * len(rows))
+        axes = figure.subplots(len(rows), 3, squeeze=False, width_ratios=[1.2, 0.62 * columns, 0.12])
+        colors = colormaps[MAP_COLORS].with_extremes(bad="#ffffff")
+        for (image, maps, caption), (input_axes, grid_axes, bar_axes) in zip(rows, axes):
+            _show_input(input_axes, image, caption)
+            finite = maps[np.isfinite(maps)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            high = high if high > low else low + 1.0
+            grid_axes.imshow(tile(maps, columns), cmap=colors, vmin=low, vmax=high, interpolation="nearest")
+            height, width = maps.shape[:2]
+            for index, channel in enumerate(channels):
+                r, c = divmod(index, columns)
+                grid_axes.text(c * (width + 1), r * (height + 1), f"#{channel}", fontsize=6, color="white",
+                               va="top", ha="left", bbox={"facecolor": "black", "alpha": 0.45, "pad": 0.5,
+                                                          "linewidth": 0})
+            grid_axes.set_axis_off()
+            figure.colorbar(ScalarMappable(Normalize(low, high), colors), cax=bar_axes).set_label("activation")
+        return to_png(figure)
+
+
+def _show_input(axes, image: np.ndarray | None, caption: str) -> None:
+    if image is None:
+        axes.text(0.5, 0.5, "input not\nan image", ha="center", va="center", fontsize=7)
+    else:
+        axes.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    axes.set_title(caption, fontsize=7)
+    axes.set_axis_off()
+
+
+def dense_heatmap(matrix: np.ndarray, groups: Sequence[tuple[str, int]], units: Sequence[int]) -> str:
+    """Samples (rows, grouped by class) × units (columns) of a vector layer, with a colour bar."""
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(min(9.6, 2.0 + 0.09 * len(units)), min(7.0, 1.2 + 0.035 * len(matrix)))
+        axes = figure.subplots()
+        finite = matrix[np.isfinite(matrix)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        image = axes.imshow(matrix, aspect="auto", cmap=MAP_COLORS, vmin=low, vmax=high if high > low else low + 1,
+                            interpolation="nearest")
+        start, ticks, names = 0, [], []
+        for name, size in groups:
+            ticks.append(start + (size - 1) / 2)
+            names.append(name)
+            start += size
+            if start < len(matrix):
+                axes.axhline(start - 0.5, color="white", linewidth=0.8)
+        axes.set_yticks(ticks, names)
+        axes.set_ylabel("samples, grouped by class" if len(groups) > 1 else "samples")
+        step = max(1, math.ceil(len(units) / 32))
+        axes.set_xticks(range(0, len(units), step), [str(u) for u in units][::step], rotation=90)
+        axes.set_xlabel("unit (highest std first)")
+        figure.colorbar(image, ax=axes, shrink=0.8).set_label("activation")
+        return to_png(figure)
+
+
+def exemplars(rows: Sequence[tuple[int, Sequence[tuple[np.ndarray, float, str]]]]) -> str:
+    """Per unit, the inputs that activate it most (left to right), each with its pooled activation."""
+    k = max(len(items) for _, items in rows)
+    cells = [[image for image, _, _ in items] for _, items in rows]
+    canvas, (height, width) = tile_images(cells, k)
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(0.85 * k + 0.9, 0.9 * len(rows) + 0.2)
+        axes = figure.subplots()
+        axes.imshow(canvas, interpolation="nearest")
+        for r, (_, items) in enumerate(rows):
+            for c, (_, value, label) in enumerate(items):
+                axes.text(c * (width + 2), r * (height + 2), _short(value) + (f" · {label}" if label else ""),
+                          fontsize=6, color="white", va="top", ha="left",
+                          bbox={"facecolor": "black", "alpha": 0.55, "pad": 0.6, "linewidth": 0})
+        axes.set_yticks([r * (height + 2) + height / 2 for r in range(len(rows))],
+                        [f"unit #{unit}" for unit, _ in rows])
+        axes.set_xticks([])
+        for spine in axes.spines.values():
+            spine.set_visible(False)
+        return to_png(figure)
+
+
+def sample_strip(images: Sequence[np.ndarray], labels: Sequence[str]) -> str:
+    """A row of sample inputs with their labels."""
+    canvas, (height, width) = tile_images([list(images)], len(images))
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(0.75 * len(images) + 0.2, 1.0)
+        axes = figure.subplots()
+        axes.imshow(canvas, interpolation="nearest")
+        axes.set_xticks([c * (width + 2) + width / 2 for c in range(len(images))], list(labels))
+        axes.set_yticks([])
+        axes.tick_params(length=0)
+        for spine in axes.spines.values():
+            spine.set_visible(False)
+        return to_png(figure)
+
+
+def tile_images(rows: Sequence[Sequence[np.ndarray]], columns: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Images in [0, 1] (gray or RGB, same size) on one RGB canvas, 2 white pixels between them."""
+    height, width = rows[0][0].shape[:2]
+    canvas = np.ones((len(rows) * (height + 2) - 2, columns * (width + 2) - 2, 3))
+    for r, images in enumerate(rows):
+        for c, image in enumerate(images):
+            rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+            canvas[r * (height + 2) : r * (height + 2) + height, c * (width + 2) : c * (width + 2) + width] = rgb
+    return canvas, (height, width)
+
+
+#: Longest side of an input shown as a thumbnail; larger inputs are subsampled.
+THUMBNAIL = 64
+
+
+def displayable(sample: np.ndarray) -> np.ndarray | None:
+    """An input sample as an image in [0, 1] ((H, W) gray or (H, W, 3) colour), or None if it is not one.
+
+    Inputs larger than :data:`THUMBNAIL` pixels are subsampled by an integer
+    stride: thumbnails identify an input, and full-resolution copies of every
+    exemplar would dominate the report's size.
+    """
+    array = np.asarray(sample, dtype=np.float64)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3]
+    elif array.ndim != 2 or min(array.shape) < 4:
+        return None
+    stride = max(1, math.ceil(max(array.shape[:2]) / THUMBNAIL))
+    array = array[::stride, ::stride]
+    finite = np.isfinite(array)
+    if not finite.any():
+        return np.zeros(array.shape)
+    low, high = array[finite].min(), array[finite].max()
+    scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return np.where(finite, scaled, 0.0)
+
+
+def _short(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.3g}"

@@ -1,0 +1,65 @@
+"""The demo report in a real browser (headless Chromium, network off): it must load cleanly.
+
+Needs Debian's ``chromium`` and the ``playwright`` package (test extra); ``.ci/run``
+installs both and sets DEEPREP_REQUIRE_BROWSER=1 so a missing browser fails
+there instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BROWSER = next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                if (path := shutil.which(name))), None)
+REQUIRED = os.environ.get("DEEPREP_REQUIRE_BROWSER") == "1"
+
+
+def _need(condition: bool, reason: str) -> None:
+    if not condition:
+        if REQUIRED:
+            pytest.fail(reason + " (DEEPREP_REQUIRE_BROWSER=1)")
+        pytest.skip(reason)
+
+
+def test_demo_report_in_headless_chromium(demo_run):
+    _need(BROWSER is not None, "no chromium on PATH")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "playwright is not installed")
+    report = demo_run[0] / "report.html"
+    console_errors: list[str] = []
+    page_errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=BROWSER,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"])
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
+            page = context.new_page()
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.alt])")
+            missing_targets = page.evaluate(
+                "[...document.querySelectorAll('a[href^=\"#\"]')]"
+                ".map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id))")
+            toc_links = page.evaluate("document.querySelectorAll('nav.toc a').length")
+            out = ROOT / "outputs"
+            out.mkdir(exist_ok=True)
+            page.screenshot(path=str(out / "report-screenshot.png"), full_page=True)
+        finally:
+            browser.close()
+    assert console_errors == [] and page_errors == []
+    assert [url for url in requests if not url.startswith(("file://", "data:"))] == []
+    assert len(images) >= 25
+    assert all(complete and width > 0 and alt for complete, width, alt in images), images
+    assert toc_links >= 14 and missing_targets == []
