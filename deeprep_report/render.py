@@ -16,7 +16,6 @@ import json
 import logging
 import os
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -105,11 +104,11 @@ def template_environment(settings: ReportSection) -> jinja2.Environment:
 
 
 def shipped_templates() -> Path:
-    """The installed templates folder (the top-level ``templates/`` of a source checkout)."""
-    try:
-        return Path(str(resources.files("deeprep_report.templates")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "templates"
+    """The templates installed beside this module, or the top-level ``templates/`` of a source checkout
+    (an editable install maps the package there)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "templates"
+    return installed if (installed / "report.html.j2").is_file() else here.parent / "templates"
 
 
 def rendered_at() -> str:
