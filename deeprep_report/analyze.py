@@ -7,23 +7,37 @@ per-layer numbers go to the summary (``docs/summary.md`` documents each).
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deeprep_report.analysis.depth import analyze_pairs
+from deeprep_report.config import AnalysisSection
 from deeprep_report.stats import unit_stats
 from deeprep_report.store import StoreReader, h5_name, pair_key
 
+log = logging.getLogger("deeprep")
 
-def analyze(store_path: Path) -> dict[str, Any]:
-    """Write per-unit ``stats`` into the store; return the summary's datasets, models and pairs."""
+
+def analyze(store_path: Path, settings: AnalysisSection, seed: int) -> dict[str, Any]:
+    """Write per-unit ``stats`` (and the depth analysis) into the store; return the summary's datasets,
+    models and pairs."""
     with StoreReader(store_path, "r+") as store:
         root = store.attrs()
+        pairs = [_pair(store, model, dataset) for model, dataset in store.pairs()]
+        if settings.enabled:
+            started = time.perf_counter()
+            results = analyze_pairs(store, settings, seed)
+            for pair in pairs:
+                pair["analysis"] = results[(pair["model"], pair["dataset"])]
+            log.info("depth analysis in %.1f s", time.perf_counter() - started)
         return {
             "datasets": [_dataset(store, name) for name in _names(store, "datasets")],
             "models": [_model(store, name) for name in _names(store, "models")],
-            "pairs": [_pair(store, model, dataset) for model, dataset in store.pairs()],
+            "pairs": pairs,
             "provenance": {key: store.json_attr("/", key) if key in ("packages", "platform") else root.get(key)
                            for key in ("tool_version", "created", "finished", "packages", "platform", "seed")},
         }
@@ -57,6 +71,7 @@ def _model(store: StoreReader, name: str) -> dict[str, Any]:
         "name": name, "source": attrs["source"], "fingerprint": attrs["fingerprint"],
         "class_name": attrs["class_name"], "params": attrs["params"], "inputs": store.json_attr(key, "inputs"),
         "layers": store.json_attr(key, "architecture"), "skipped_layers": store.json_attr(key, "skipped"),
+        "baseline_of": attrs.get("baseline_of") or None,
     }
 
 
@@ -66,6 +81,7 @@ def _pair(store: StoreReader, model: str, dataset: str) -> dict[str, Any]:
         "model": model, "dataset": dataset, "n_samples": attrs["n_samples"],
         "seconds": attrs["seconds"], "samples_per_second": attrs["samples_per_second"],
         "layers": [_layer(store, model, dataset, path) for path in store.layers(model, dataset)],
+        "analysis": None,
     }
 
 

@@ -170,6 +170,58 @@ class StatsSection(_Strict):
     histogram_bins: int = Field(64, ge=4, le=250, description="Bins of each layer's value histogram.")
 
 
+class ProbeSection(_Strict):
+    """Linear probes (Alain & Bengio 2016)."""
+
+    enabled: bool = Field(True, description="Probe every layer with labels.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the stratified split.")
+    folds: int = Field(3, ge=2, le=10, description="Cross-validation folds (on the training split) choosing C.")
+    cs: list[float] = Field([0.01, 0.1, 1.0, 10.0], min_length=1, description="Inverse L2 strengths tried.")
+    max_dims: int = Field(2000, ge=2, description="Wider features are projected on this many principal components.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of the test set for the interval.")
+
+
+class CKASection(_Strict):
+    """Linear CKA between layers (Kornblith et al. 2019)."""
+
+    enabled: bool = Field(True, description="CKA between every pair of layers.")
+    estimator: Literal["auto", "biased", "debiased"] = Field(
+        "auto", description="auto: debiased when N < 20 × the widest layer's units.")
+    minibatch_above: int = Field(10000, ge=10, description="Above this many samples, minibatch CKA.")
+    batch_size: int = Field(2000, ge=10, description="Samples per minibatch.")
+
+
+class GeometrySection(_Strict):
+    """Intrinsic dimension, effective rank, participation ratio, PCA components."""
+
+    enabled: bool = Field(True, description="Geometry of every layer.")
+    subsample: int = Field(1500, ge=10, description="TwoNN subsample size.")
+    repeats: int = Field(5, ge=1, description="TwoNN subsamples averaged.")
+    discard: float = Field(0.1, ge=0, lt=0.5, description="TwoNN: share of largest distance ratios discarded.")
+
+
+class ClassSection(_Strict):
+    """Class structure: nearest centroids, silhouette, selectivity, 2-D projections."""
+
+    enabled: bool = Field(True, description="Class structure of every layer (needs labels).")
+    silhouette_samples: int = Field(2000, ge=10, description="Samples for the silhouette score.")
+    projection: Literal["pca", "tsne"] = Field("pca", description="2-D projection method.")
+    projection_samples: int = Field(1000, ge=10, description="Samples shown in each projection.")
+
+
+class AnalysisSection(_Strict):
+    """How the representation evolves with depth, on the pooled activations."""
+
+    enabled: bool = Field(True, description="Run the representation analysis.")
+    include_input: bool = Field(True, description="Analyse the input itself (flattened) as layer 0.")
+    random_baseline: bool = Field(
+        False, description="Also run the same architecture with fresh random weights (seeded) and compare.")
+    probes: ProbeSection = Field(default_factory=ProbeSection)
+    cka: CKASection = Field(default_factory=CKASection)
+    geometry: GeometrySection = Field(default_factory=GeometrySection)
+    classes: ClassSection = Field(default_factory=ClassSection)
+
+
 class GallerySection(_Strict):
     """Feature-map galleries of conv layers."""
 
@@ -211,6 +263,7 @@ class Pipeline(_Strict):
     datasets: list[DatasetSpec] = Field(min_length=1)
     store: StoreSection = Field(default_factory=StoreSection)
     stats: StatsSection = Field(default_factory=StatsSection)
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     report: ReportSection = Field(default_factory=ReportSection)
 
 

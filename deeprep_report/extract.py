@@ -53,6 +53,7 @@ def _write_model(store: StoreWriter, model: ModelEntry) -> None:
         "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in _flat(model.graph.inputs)],
         "architecture": [{**info.describe(), "selected": info.path in selected} for info in model.graph.layers],
         "skipped": [{"path": info.path, "reason": info.reason} for info in model.skipped],
+        "baseline_of": model.baseline_of or "",
     })
 
 

@@ -18,6 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.lines  # noqa: E402
+
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
@@ -56,22 +58,102 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def depth_profile(layers: Sequence[str], series: dict[str, Sequence[float | None]], ylabel: str,
-                  percent: bool = False) -> str:
-    """One statistic across layers in model order; one line per series (e.g. trained, random)."""
+                  percent: bool = False, bands: dict[str, tuple[Sequence[float | None], Sequence[float | None]]] | None = None,
+                  reference: tuple[float, str] | None = None) -> str:
+    """One quantity across layers in model order; one line per series (e.g. trained, random).
+
+    ``bands`` draws a (low, high) interval around a series; ``reference`` a dashed
+    horizontal line with its label (e.g. chance level).
+    """
+    scale = 100 if percent else 1
     with matplotlib.rc_context(_STYLE):
         figure = _figure(6.4, 2.3)
         axes = figure.subplots()
         x = np.arange(len(layers))
         for index, (label, values) in enumerate(series.items()):
-            y = np.array([np.nan if v is None else v for v in values], dtype=float) * (100 if percent else 1)
-            axes.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=label,
-                      color=ACCENT if index == 0 else "#999999")
+            color = SERIES[index % len(SERIES)]
+            axes.plot(x, _array(values) * scale, marker="o", markersize=3, linewidth=1.2, label=label, color=color)
+            if bands and label in bands:
+                low, high = bands[label]
+                axes.fill_between(x, _array(low) * scale, _array(high) * scale, color=color, alpha=0.18, linewidth=0)
+        if reference is not None:
+            axes.axhline(reference[0] * scale, color="#777777", linestyle="--", linewidth=0.9, label=reference[1])
         axes.set_xticks(x, _thin_labels(layers), rotation=45, ha="right")
         axes.set_xlabel("layer (model order)")
         axes.set_ylabel(ylabel + (" (%)" if percent else ""))
         axes.grid(axis="y", alpha=0.3)
-        if len(series) > 1:
-            axes.legend(frameon=False)
+        if len(series) > 1 or reference is not None:
+            axes.legend(frameon=False, fontsize=7)
+        return to_png(figure)
+
+
+SERIES = (ACCENT, "#999999", "#d98c2b", "#5a9e6f")
+
+
+def _array(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def similarity_matrix(layers: Sequence[str], matrix: np.ndarray, label: str) -> str:
+    """A layer × layer heatmap (e.g. CKA) with layer names on both axes and the values written in small cells."""
+    count = len(layers)
+    size = min(9.0, 1.8 + 0.32 * count)
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(size + 0.8, size)
+        axes = figure.subplots()
+        image = axes.imshow(np.asarray(matrix, dtype=float), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        labels = _thin_labels(layers, 48)
+        axes.set_xticks(range(count), labels, rotation=90)
+        axes.set_yticks(range(count), labels)
+        if count <= 16:
+            for i in range(count):
+                for j in range(count):
+                    value = matrix[i][j]
+                    if value is not None and np.isfinite(value):
+                        axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                                  color="black" if value > 0.6 else "white")
+        figure.colorbar(image, ax=axes, shrink=0.8).set_label(label)
+        return to_png(figure)
+
+
+def distributions(layers: Sequence[str], values: Sequence[np.ndarray], ylabel: str) -> str:
+    """One box per layer (median, quartiles, 5–95 % whiskers) of a per-unit quantity."""
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(6.4, 2.4)
+        axes = figure.subplots()
+        data = [np.asarray(v, dtype=float)[np.isfinite(v)] if len(v) else np.array([np.nan]) for v in values]
+        axes.boxplot([d if d.size else np.array([np.nan]) for d in data], positions=range(len(layers)), widths=0.6,
+                     whis=(5, 95), showfliers=False, patch_artist=True,
+                     boxprops={"facecolor": ACCENT, "alpha": 0.5, "linewidth": 0.8},
+                     medianprops={"color": "black", "linewidth": 1})
+        axes.set_xticks(range(len(layers)), _thin_labels(layers), rotation=45, ha="right")
+        axes.set_xlabel("layer (model order)")
+        axes.set_ylabel(ylabel)
+        axes.grid(axis="y", alpha=0.3)
+        return to_png(figure)
+
+
+def projections(layers: Sequence[str], points: Sequence[np.ndarray], labels: np.ndarray, names: Sequence[str]) -> str:
+    """Small multiples of 2-D projections, one per layer in depth order, samples coloured by class."""
+    columns = min(4, len(layers))
+    rows = math.ceil(len(layers) / columns)
+    colors = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure(2.3 * columns, 2.2 * rows + 0.4)
+        axes = figure.subplots(rows, columns, squeeze=False)
+        for cell in axes.ravel()[len(layers):]:
+            cell.set_axis_off()
+        for cell, layer, xy in zip(axes.ravel(), layers, points):
+            for index, _ in enumerate(names):
+                chosen = labels == index
+                cell.scatter(xy[chosen, 0], xy[chosen, 1], s=3, color=colors(index % colors.N), linewidths=0)
+            cell.set_title(layer, fontsize=7)
+            cell.set_xticks([])
+            cell.set_yticks([])
+        handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", markersize=4,
+                                           color=colors(i % colors.N)) for i in range(len(names))]
+        figure.legend(handles, list(names), loc="outside lower center", ncols=min(len(names), 10), frameon=False,
+                      fontsize=7)
         return to_png(figure)
 
 

@@ -22,14 +22,19 @@ def find(summary: dict[str, Any], saturation_at_least: float, anchors: dict[tupl
     ``anchors`` maps (model, dataset, layer path) to the id of that layer's section.
     """
     found: list[Finding] = []
+    baselines = {model["name"] for model in summary["models"] if model.get("baseline_of")}
     for dataset in summary["datasets"]:
         if dataset["nonfinite_inputs"]:
             found.append(Finding("non-finite inputs", dataset["name"],
                                  f"{dataset['nonfinite_inputs']:,} NaN/Inf values in the inputs", "datasets"))
     for model in summary["models"]:
+        if model["name"] in baselines:
+            continue
         for skipped in model["skipped_layers"]:
             found.append(Finding("not captured", f"{model['name']} / {skipped['path']}", skipped["reason"], "models"))
     for pair in summary["pairs"]:
+        if pair["model"] in baselines:  # a random-weights twin: its dead units are not findings
+            continue
         for layer in pair["layers"]:
             stats = layer["stats"]
             where = f"{pair['model']} × {pair['dataset']} / {layer['path']}"

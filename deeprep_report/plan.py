@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deeprep_report.config import Config
+from deeprep_report.errors import first_line
 from deeprep_report.layers import LayerGraph, LayerInfo, SelectionError
 from deeprep_report.sources.datasets import Dataset, open_dataset, select_rows
 from deeprep_report.sources.models import LoadedModel, load_model
@@ -31,6 +32,7 @@ class ModelEntry:
     graph: LayerGraph
     selected: list[LayerInfo]
     skipped: list[LayerInfo]
+    baseline_of: str | None = None  # set on a random twin: the trained model it is the baseline of
 
     @property
     def name(self) -> str:
@@ -95,7 +97,33 @@ def make_plan(config: Config) -> Plan:
         plan.models.append(ModelEntry(index, loaded, graph, selected, skipped))
         log.info("model %s: %d of %d layers selected (%s)", spec.name, len(selected), len(graph.layers), loaded.source)
     plan.pairs = _pairs(config, plan)
+    if config.pipeline.analysis.enabled and config.pipeline.analysis.random_baseline:
+        _add_random_baselines(config, plan)
     return plan
+
+
+def _add_random_baselines(config: Config, plan: Plan) -> None:
+    """A twin of every model with fresh random weights (seeded by run.seed), run on the same data."""
+    import keras
+
+    from deeprep_report.sources.models import weights_sha256
+
+    for model in list(plan.models):
+        keras.utils.set_random_seed(config.pipeline.run.seed)
+        try:
+            clone = keras.models.clone_model(model.loaded.model)
+        except Exception as exc:  # noqa: BLE001 - SavedModel wrappers, subclassed models
+            log.warning("model %s: no random baseline (%s)", model.name, first_line(exc))
+            continue
+        name = f"{model.name}@random"
+        graph = LayerGraph(clone, name)
+        selected, skipped = graph.select([info.path for info in model.selected])
+        loaded = LoadedModel(name, clone, f"random weights for {model.name} (seed {config.pipeline.run.seed})",
+                             weights_sha256(clone), None)
+        twin = ModelEntry(model.index, loaded, graph, selected, skipped, baseline_of=model.name)
+        plan.models.append(twin)
+        plan.pairs += [Pair(twin, pair.data, pair.binding) for pair in plan.pairs if pair.model is model]
+        log.info("model %s: random baseline %s added", model.name, name)
 
 
 def _pairs(config: Config, plan: Plan) -> list[Pair]:

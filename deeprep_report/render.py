@@ -27,7 +27,7 @@ from deeprep_report.config import Pipeline, ReportSection, apply_override, valid
 from deeprep_report.errors import UserError
 from deeprep_report.report_content import build, number, percent
 from deeprep_report.store import StoreReader
-from deeprep_report.summary import SCHEMA_VERSION
+from deeprep_report.summary import READABLE_VERSIONS
 
 log = logging.getLogger("deeprep")
 REPORT = "report.html"
@@ -72,9 +72,9 @@ def _load_summary(run_dir: Path) -> dict:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not readable JSON: {exc}") from None
-    if summary.get("schema_version") != SCHEMA_VERSION:
+    if summary.get("schema_version") not in READABLE_VERSIONS:
         raise UserError(f"{path}: summary schema version {summary.get('schema_version')!r}; this deeprep "
-                        f"{__version__} renders version {SCHEMA_VERSION}")
+                        f"{__version__} renders versions {', '.join(map(str, READABLE_VERSIONS))}")
     return summary
 
 

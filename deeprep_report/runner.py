@@ -59,7 +59,7 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         _extract_into(store, plan, started, resolved, bar)
         timings["extract"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        results = analyze(store)
+        results = analyze(store, config.pipeline.analysis, config.pipeline.run.seed)
         timings["analyze"] = time.perf_counter() - mark
         folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
         timings["total"] = time.perf_counter() - clock

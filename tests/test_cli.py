@@ -193,7 +193,7 @@ def test_internal_error_exits_3_and_keeps_the_previous_run(capsys, project, monk
     folder = project / "outputs/t"
     before = {name: (folder / name).read_bytes() for name in FINISHED}
 
-    def broken(path):
+    def broken(*args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "analyze", broken)

@@ -170,7 +170,7 @@ def test_field_paths_round_trip():
 def test_schema_describes_every_key():
     schema = json_schema()
     assert schema["$schema"].endswith("2020-12/schema")
-    assert set(schema["properties"]) == {"run", "models", "datasets", "store", "stats", "report"}
+    assert set(schema["properties"]) == {"run", "models", "datasets", "store", "stats", "analysis", "report"}
     model_fields = schema["$defs"]["ModelSpec"]["properties"]
     assert {"name", "path", "builtin", "layers", "allow_lambda"} <= set(model_fields)
     assert all("description" in field for field in model_fields.values())
@@ -182,7 +182,8 @@ def test_every_config_key_is_documented():
     schema = json_schema()
     sections = {"run": "RunSection", "models": "ModelSpec", "datasets": "DatasetSpec", "store": "StoreSection",
                 "stats": "StatsSection", "report": "ReportSection", "report.gallery": "GallerySection",
-                "report.exemplars": "ExemplarSection"}
+                "report.exemplars": "ExemplarSection", "analysis": "AnalysisSection", "analysis.probes": "ProbeSection",
+                "analysis.cka": "CKASection", "analysis.geometry": "GeometrySection", "analysis.classes": "ClassSection"}
     for section, definition in sections.items():
         for key, field in schema["$defs"][definition]["properties"].items():
             if "$ref" in field:  # a nested section: its own keys are checked
