@@ -49,7 +49,7 @@ def main() -> None:
         y = np.tanh(x[:, :units] @ rng.normal(size=(units, units)) / np.sqrt(units))
         for debiased in (False, True):
             value = measure(f"{units} × {units} units, {'debiased' if debiased else 'biased'}",
-                            lambda: cka.linear_cka(x, y, debiased))
+                            lambda x=x, y=y, d=debiased: cka.linear_cka(x, y, d))
             print(f"    CKA = {value:.4f}")
         del x, y
     points = rng.normal(size=(5_000, 10))

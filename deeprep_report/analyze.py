@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.analysis.depth import analyze_pairs
+from deeprep_report.analysis.depth import analyze_pairs, cross_model
 from deeprep_report.config import AnalysisSection
 from deeprep_report.stats import unit_stats
 from deeprep_report.store import StoreReader, h5_name, pair_key
@@ -28,16 +28,20 @@ def analyze(store_path: Path, settings: AnalysisSection, seed: int) -> dict[str,
     with StoreReader(store_path, "r+") as store:
         root = store.attrs()
         pairs = [_pair(store, model, dataset) for model, dataset in store.pairs()]
+        crossed: list[dict[str, Any]] = []
         if settings.enabled:
             started = time.perf_counter()
             results = analyze_pairs(store, settings, seed)
             for pair in pairs:
                 pair["analysis"] = results[(pair["model"], pair["dataset"])]
+            if settings.cka.enabled:
+                crossed = cross_model(store, settings)
             log.info("depth analysis in %.1f s", time.perf_counter() - started)
         return {
             "datasets": [_dataset(store, name) for name in _names(store, "datasets")],
             "models": [_model(store, name) for name in _names(store, "models")],
             "pairs": pairs,
+            "cross_model": crossed,
             "provenance": {key: store.json_attr("/", key) if key in ("packages", "platform") else root.get(key)
                            for key in ("tool_version", "created", "finished", "packages", "platform", "seed")},
         }
@@ -81,7 +85,7 @@ def _pair(store: StoreReader, model: str, dataset: str) -> dict[str, Any]:
         "model": model, "dataset": dataset, "n_samples": attrs["n_samples"],
         "seconds": attrs["seconds"], "samples_per_second": attrs["samples_per_second"],
         "layers": [_layer(store, model, dataset, path) for path in store.layers(model, dataset)],
-        "analysis": None,
+        "analysis": None, "reused_from": attrs.get("reused_from") or None,
     }
 
 

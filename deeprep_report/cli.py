@@ -1,8 +1,10 @@
 """The ``deeprep`` command: thin over the library, responsible for exit codes.
 
-Exit codes: 0 success; 2 bad input (config, model, data, usage), one line on
-stderr; 3 internal error (a bug), one line on stderr and the traceback in
+Exit codes: 0 success; 1 the run's checks failed (``--fail-on`` says which
+failures count); 2 bad input (config, model, data, usage, baseline), one line
+on stderr; 3 internal error (a bug), one line on stderr and the traceback in
 ``run.log``. ``--debug`` shows tracebacks and TensorFlow's own output.
+``run`` and ``check`` print one verdict line on stdout.
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--debug", action="store_true", help="tracebacks and TensorFlow output on stderr")
         return sub
 
-    run = pipeline_command("run", "extract activations, compute statistics, write the run folder")
+    def audit_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                         help="compare with this finished run (overrides compare.baseline)")
+        sub.add_argument("--fail-on", choices=("fail", "warn", "never"), default="fail",
+                         help="exit 1 on failed fail-severity checks (default), also on warnings and "
+                              "unevaluated checks (warn), or never")
+
+    run = pipeline_command("run", "extract activations, compute statistics, check them, write the run folder")
     run.add_argument("--out", type=Path, help="write the run's files into this folder")
+    run.add_argument("--force", action="store_true",
+                     help="re-extract every pair even when a run in the output folder could be reused")
+    audit_options(run)
     pipeline_command("validate", "check the config, files, models and layers without extracting")
     render = commands.add_parser("render", help="rebuild report.html from a run folder (no TensorFlow)",
                                  description="rebuild report.html from a run folder's summary.json and activations.h5")
@@ -44,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a report setting of the stored config, e.g. --set report.gallery.samples=8")
     render.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     render.add_argument("--debug", action="store_true", help="tracebacks on stderr")
+    check = commands.add_parser("check", help="re-evaluate the checks of a finished run (no TensorFlow)",
+                                description="re-evaluate the checks of a finished run from its summary.json and "
+                                            "activations.h5; update summary.json, summary.md and report.html")
+    check.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
+    audit_options(check)
+    check.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    check.add_argument("--debug", action="store_true", help="tracebacks on stderr")
+    index = commands.add_parser("index", help="write OUTPUT_DIR/index.html listing its run folders, newest first",
+                                description="write a static index.html of every finished run folder in OUTPUT_DIR")
+    index.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR", help="a folder of run folders")
+    index.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    index.add_argument("--debug", action="store_true", help="tracebacks on stderr")
     commands.add_parser("schema", help="print the JSON Schema of pipeline.yaml")
     return parser
 
@@ -58,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_log = logs.setup(quiet=args.quiet, debug=args.debug)
     try:
         commands = {"run": lambda: _run(args, run_log), "validate": lambda: _validate(args),
-                    "render": lambda: _render(args)}
+                    "render": lambda: _render(args), "check": lambda: _check(args), "index": lambda: _index(args)}
         return commands[args.command]()
     except UserError as exc:
         if args.debug:
@@ -81,13 +105,33 @@ def _run(args: argparse.Namespace, run_log: logs.RunLog) -> int:
     from deeprep_report.kernels import warm_up_in_background
     from deeprep_report.tf_runtime import import_tensorflow
 
-    config = load_config(args.pipeline, args.overrides)
+    overrides = list(args.overrides)
+    if args.baseline is not None:  # a JSON string is YAML: any path survives the override parser
+        overrides.append(f"compare.baseline={json.dumps(str(args.baseline.resolve()))}")
+    config = load_config(args.pipeline, overrides)
     warm_up_in_background()  # overlaps numba's cache loading with TensorFlow's import
     import_tensorflow(quiet=not args.debug)
     from deeprep_report.runner import run_pipeline
 
-    result = run_pipeline(config, run_log, out=args.out, bar=False if args.quiet else None)
-    print(f"done: {result.path}")
+    result = run_pipeline(config, run_log, out=args.out, bar=False if args.quiet else None, force=args.force)
+    print(result.verdict_line)
+    return result.verdict.exit_code(args.fail_on)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from deeprep_report.audit import recheck
+
+    logs.release_console()
+    verdict, line = recheck(args.run_dir, args.baseline)
+    print(line)
+    return verdict.exit_code(args.fail_on)
+
+
+def _index(args: argparse.Namespace) -> int:
+    from deeprep_report.runindex import write_index
+
+    logs.release_console()
+    print(f"done: {write_index(args.output_dir)}")
     return EXIT_OK
 
 

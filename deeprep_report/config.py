@@ -13,15 +13,13 @@ import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deeprep_report.errors import ConfigError, UserError
 
-BUILTIN_MODELS = ("digits_cnn",)
-BUILTIN_DATASETS = ("digits",)
 
 
 def _layer_selectors(value: Any) -> Any:
@@ -47,6 +45,9 @@ class RunSection(_Strict):
     name: str = Field("deeprep-run", description="Run folder name under output_dir.")
     output_dir: str = Field("outputs", description="Folder holding run folders (relative to the pipeline file).")
     seed: int = Field(0, description="Seed for sample selection and anything random.")
+    preset: Literal["full", "minimal"] | None = Field(
+        None, description="minimal: statistics and checks only (fast, nightly); full: everything incl. the "
+                          "random-weights baseline (reviews); unset: each key's own default.")
 
     @field_validator("name")
     @classmethod
@@ -61,7 +62,8 @@ class ModelSpec(_Strict):
 
     name: str | None = Field(None, description="Name used in outputs; defaults to the source's name.")
     path: str | None = Field(None, description="A .keras file, a legacy .h5 file or a SavedModel folder.")
-    builtin: Literal["digits_cnn"] | None = Field(None, description="A model shipped with the tool.")
+    builtin: Literal["digits_cnn", "digits_cnn_early"] | None = Field(
+        None, description="A model shipped with the tool: the demo CNN, or its checkpoint after 3 of 12 epochs.")
     application: str | None = Field(
         None, description="A keras.applications architecture, e.g. MobileNetV2 (built with weights=None)."
     )
@@ -106,7 +108,8 @@ class DatasetSpec(_Strict):
     path: str | None = Field(
         None, description="A .npz or .h5 file with array x (and optional labels y), or an image folder."
     )
-    builtin: Literal["digits"] | None = Field(None, description="A dataset shipped with the tool.")
+    builtin: Literal["digits", "digits_mirrored"] | None = Field(
+        None, description="A dataset shipped with the tool: the digits, or the digits half mirrored (label: mirrored).")
     limit: int | None = Field(None, ge=1, description="Use at most this many samples.")
     batch_size: int = Field(64, ge=1, description="Samples per forward pass; bounds memory.")
     shuffle: bool = Field(True, description="Pick samples in a seeded random order (run.seed).")
@@ -209,6 +212,12 @@ class ClassSection(_Strict):
     projection_samples: int = Field(1000, ge=10, description="Samples shown in each projection.")
 
 
+class TransferSection(_Strict):
+    """Transfer profile: probe every layer on a second labelled dataset the model was not trained on."""
+
+    dataset: str | None = Field(None, description="Name of a labelled dataset under datasets:.")
+
+
 class AnalysisSection(_Strict):
     """How the representation evolves with depth, on the pooled activations."""
 
@@ -216,6 +225,7 @@ class AnalysisSection(_Strict):
     include_input: bool = Field(True, description="Analyse the input itself (flattened) as layer 0.")
     random_baseline: bool = Field(
         False, description="Also run the same architecture with fresh random weights (seeded) and compare.")
+    transfer: TransferSection = Field(default_factory=lambda: TransferSection())
     probes: ProbeSection = Field(default_factory=ProbeSection)
     cka: CKASection = Field(default_factory=CKASection)
     geometry: GeometrySection = Field(default_factory=GeometrySection)
@@ -255,6 +265,93 @@ class ReportSection(_Strict):
     _layers_shape = field_validator("layers", mode="before")(lambda value: _layer_selectors(value))
 
 
+Severity = Literal["warn", "fail"]
+
+
+class _Check(_Strict):
+    layers: Literal["all"] | list[str] = Field("all", description="Layers the rule applies to: names or globs.")
+    datasets: Literal["all"] | list[str] = Field("all", description="Datasets whose pairs are checked (names).")
+    severity: Severity = Field("fail", description="warn or fail: what a failure of this check means.")
+
+    _layers_shape = field_validator("layers", mode="before")(lambda value: _layer_selectors(value))
+
+
+class DeadUnitsCheck(_Check):
+    """A layer's dead-unit fraction is at most ``max``."""
+
+    rule: Literal["dead_units"]
+    max: float = Field(ge=0, le=1, description="Largest allowed dead-unit fraction.")
+
+
+class NanInfCheck(_Check):
+    """A layer has no NaN or Inf value."""
+
+    rule: Literal["nan_inf"]
+
+
+class SaturationCheck(_Check):
+    """A layer's saturation fraction is at most ``max`` (bounded activations; softmax only if asked)."""
+
+    rule: Literal["saturation"]
+    max: float = Field(ge=0, le=1, description="Largest allowed saturation fraction.")
+    include_softmax: bool = Field(False, description="Also check softmax outputs (confident = saturated).")
+
+
+class CollapseCheck(_Check):
+    """A layer's effective rank (or participation ratio) is at least ``min``."""
+
+    rule: Literal["collapse"]
+    min: float = Field(gt=0, description="Smallest allowed value.")
+    measure: Literal["effective_rank", "participation_ratio"] = Field("effective_rank", description="What is measured.")
+
+
+class ProbeAccuracyCheck(_Check):
+    """A layer's probe accuracy is at least ``min``."""
+
+    rule: Literal["probe_accuracy"]
+    min: float = Field(ge=0, le=1, description="Smallest allowed held-out probe accuracy.")
+
+
+class ProbeMonotonicCheck(_Check):
+    """Probe accuracy drops by at most ``tolerance`` from one checked layer to the next."""
+
+    rule: Literal["probe_monotonic"]
+    tolerance: float = Field(0.05, ge=0, le=1, description="Largest allowed drop between consecutive layers.")
+
+
+class DriftCheck(_Check):
+    """A layer's linear CKA with the same layer of the baseline run is at least ``min``."""
+
+    rule: Literal["drift"]
+    min: float = Field(ge=0, le=1, description="Smallest allowed CKA to the baseline.")
+
+
+class StatDriftCheck(_Check):
+    """A layer statistic changes by at most ``max`` (relative to the baseline's value)."""
+
+    rule: Literal["stat_drift"]
+    statistic: Literal["mean", "std", "min", "max", "zero_fraction", "nonfinite_fraction", "saturation_fraction",
+                       "dead_fraction"] = Field(description="The layer statistic compared.")
+    max: float = Field(gt=0, description="Largest allowed |current − baseline| / |baseline|.")
+
+
+Check = Annotated[
+    DeadUnitsCheck | NanInfCheck | SaturationCheck | CollapseCheck | ProbeAccuracyCheck | ProbeMonotonicCheck
+    | DriftCheck | StatDriftCheck,
+    Field(discriminator="rule"),
+]
+_RULE_MODELS = {model.model_fields["rule"].annotation.__args__[0]: model for model in (
+    DeadUnitsCheck, NanInfCheck, SaturationCheck, CollapseCheck, ProbeAccuracyCheck, ProbeMonotonicCheck, DriftCheck,
+    StatDriftCheck)}
+RULES = tuple(_RULE_MODELS)
+
+
+class CompareSection(_Strict):
+    """Comparison with an earlier run of the same models on the same samples."""
+
+    baseline: str | None = Field(None, description="A finished run folder to compare with (its store is enough).")
+
+
 class Pipeline(_Strict):
     """A ``pipeline.yaml``: which models see which data, and what is stored."""
 
@@ -264,6 +361,8 @@ class Pipeline(_Strict):
     store: StoreSection = Field(default_factory=StoreSection)
     stats: StatsSection = Field(default_factory=StatsSection)
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    checks: list[Check] | None = Field(None, description="Checks of the run; the default set when absent.")
+    compare: CompareSection = Field(default_factory=CompareSection)
     report: ReportSection = Field(default_factory=ReportSection)
 
 
@@ -419,14 +518,36 @@ def apply_override(raw: dict[str, Any], item: str) -> _Override:
     return _Override(item, loc)
 
 
+#: What each ``run.preset`` changes, unless the file sets the key itself.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {"analysis": {"random_baseline": True}},
+    "minimal": {"analysis": {"enabled": False}},
+}
+
+
+def apply_preset(raw: dict[str, Any]) -> None:
+    """Fill in the preset's defaults (explicit keys win)."""
+    run = raw.get("run") if isinstance(raw.get("run"), dict) else {}
+    preset = PRESETS.get(run.get("preset"), {})
+    for section, values in preset.items():
+        if isinstance(raw.get(section, {}), dict):
+            target = raw.setdefault(section, {})
+            for key, value in values.items():
+                target.setdefault(key, value)
+
+
 def validate(raw: dict[str, Any], source: str, overrides: typing.Sequence[_Override] = ()) -> Pipeline:
-    """Validate a raw mapping; the first problem becomes a one-line :class:`ConfigError`."""
+    """Validate a raw mapping (after its preset's defaults); the first problem becomes a one-line error."""
+    apply_preset(raw)
     try:
         pipeline = Pipeline.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
-        message = _describe(error, loc)
+        raw = tuple(error["loc"])
+        loc = tuple(part for index, part in enumerate(raw) if not _is_union_tag(part) and not _is_rule_tag(raw, index))
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc += ("rule",)
+        message = _describe(error, loc, raw)
         for override in overrides:
             if loc[: len(override.loc)] == override.loc:
                 raise ConfigError(f"--set {override.text}", "", message) from None
@@ -446,6 +567,14 @@ def _check_names(pipeline: Pipeline, source: str) -> None:
                 )
             seen[entry.name] = index
     names = [d.name for d in pipeline.datasets]
+    transfer = pipeline.analysis.transfer.dataset
+    if transfer is not None and transfer not in names:
+        raise ConfigError(source, "analysis.transfer.dataset", f"no dataset named {transfer!r}{did_you_mean(transfer, names)}")
+    for index, check in enumerate(pipeline.checks or []):
+        for j, wanted in enumerate(check.datasets if check.datasets != "all" else []):
+            if wanted not in names:
+                raise ConfigError(source, f"checks[{index}].datasets[{j}]",
+                                  f"no dataset named {wanted!r}{did_you_mean(wanted, names)}")
     for index, model in enumerate(pipeline.models):
         for j, wanted in enumerate(model.datasets or []):
             if wanted not in names:
@@ -453,6 +582,11 @@ def _check_names(pipeline: Pipeline, source: str) -> None:
                     source, f"models[{index}].datasets[{j}]",
                     f"no dataset named {wanted!r}{did_you_mean(wanted, names)}",
                 )
+
+
+def _is_rule_tag(loc: tuple[Any, ...], index: int) -> bool:
+    """Pydantic puts the discriminator value of a check (``checks[0].dead_units.max``) into locations."""
+    return index >= 2 and loc[index - 2] == "checks" and isinstance(loc[index - 1], int) and loc[index] in RULES
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -478,11 +612,16 @@ _EXPECTED = {
 }
 
 
-def _describe(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+def _describe(error: dict[str, Any], loc: tuple[Any, ...], raw: tuple[Any, ...]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
-        return f"unknown key{did_you_mean(key, _allowed_keys(loc[:-1]), allowed_list=True)}"
+        return f"unknown key{did_you_mean(key, _allowed_keys(raw[:-1]), allowed_list=True)}"
+    if kind == "union_tag_invalid":
+        tag = str(error.get("ctx", {}).get("tag", ""))
+        return f"unknown rule {tag!r}{did_you_mean(tag, RULES, allowed_list=True)}"
+    if kind == "union_tag_not_found":
+        return f"required key is missing; expected one of: {', '.join(RULES)}"
     if kind == "value_error":
         return str(error["msg"]).removeprefix("Value error, ")
     if kind in _EXPECTED:
@@ -518,10 +657,13 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
+        if part in RULES and cls is None:
+            cls = _RULE_MODELS[part]
+            continue
         field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
         if field is None:
             return []
-        cls = _model_in(field.annotation)
+        cls = None if part == "checks" else _model_in(field.annotation)
     return list(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
 
 

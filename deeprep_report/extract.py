@@ -9,12 +9,13 @@ Peak memory is a few batches of activations, whatever the number of samples.
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from deeprep_report import __version__, cache
 from deeprep_report.accumulate import LayerAccumulator
 from deeprep_report.config import StatsSection
 from deeprep_report.plan import DatasetEntry, ModelEntry, Pair, Plan
@@ -29,19 +30,52 @@ log = logging.getLogger("deeprep")
 Forward = Callable[[Any], dict[str, Any]]
 
 
-def extract(plan: Plan, store: StoreWriter, bar: bool | None = None) -> None:
-    """Write every dataset's rows and labels, every model's description, then every pair's layers."""
+def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from: Path | None = None) -> None:
+    """Write every dataset's rows and labels, every model's description, then every pair's layers.
+
+    With ``reuse_from`` (the output folder), a pair whose cache key matches a pair of a finished run there
+    is copied from that run's store instead of extracted (:mod:`deeprep_report.cache`).
+    """
     for data in plan.datasets:
         _write_dataset(store, plan, data)
     for model in plan.models:
         _write_model(store, model)
     stored_inputs: set[tuple[str, str]] = set()
     for pair in plan.pairs:
-        extract_pair(pair, store, plan.config.pipeline.stats, stored_inputs, bar)
+        key = pair_cache_key(pair, plan.config.pipeline)
+        found = cache.find(reuse_from, key) if reuse_from is not None else None
+        if found is None:
+            extract_pair(pair, store, plan.config.pipeline.stats, stored_inputs, bar)
+        else:
+            _reuse_pair(pair, store, found, stored_inputs)
+        store.set_attrs(pair_key(pair.model.name, pair.data.name), {"cache_key": key})
     store.set_attrs("/", {
         "dataset_names": [data.name for data in plan.datasets], "model_names": [m.name for m in plan.models],
         "pairs": [[pair.model.name, pair.data.name] for pair in plan.pairs],
     })
+
+
+def pair_cache_key(pair: Pair, pipeline: Any) -> str:
+    """What the pair's stored activations depend on (see :func:`deeprep_report.cache.cache_key`)."""
+    settings = {"store": pipeline.store.model_dump(mode="json"), "stats": pipeline.stats.model_dump(mode="json"),
+                "tool_version": __version__}
+    return cache.cache_key(pair.model.loaded.fingerprint, pair.data.fingerprint, pair.data.rows,
+                           [info.path for info in pair.model.selected], pair.binding, settings)
+
+
+def _reuse_pair(pair: Pair, store: StoreWriter, found: tuple[Path, str], stored_inputs: set[tuple[str, str]]) -> None:
+    source, group = found
+    model, data = pair.model.name, pair.data.name
+    log.info("%s × %s: activations reused from %s (same model, data, rows and settings; --force re-extracts)",
+             model, data, source.parent)
+    cache.copy_pair(source, group, store.file, pair_key(model, data))
+    arrays = [a for a in sorted(set(pair.binding.values())) if (data, a) not in stored_inputs]
+    if arrays:
+        key = f"datasets/{h5_name(data)}"
+        nonfinite = cache.copy_inputs(source, key, store.file, [h5_name(a) for a in arrays])
+        store.file[key].attrs["nonfinite_inputs"] = int(store.file[key].attrs["nonfinite_inputs"]) + nonfinite
+        stored_inputs.update((data, a) for a in arrays)
+    store.set_attrs(pair_key(model, data), {"model": model, "dataset": data, "reused_from": str(source.parent)})
 
 
 def _write_model(store: StoreWriter, model: ModelEntry) -> None:
@@ -64,11 +98,8 @@ def _write_dataset(store: StoreWriter, plan: Plan, data: DatasetEntry) -> None:
     if dataset.labels is not None:
         store.write_array(f"{key}/labels", dataset.labels[data.rows])
     spec = plan.config.pipeline.datasets[data.index]
-    started = time.perf_counter()
-    fingerprint = dataset.fingerprint()
-    log.debug("dataset %s: fingerprint %s in %.2f s", data.name, fingerprint, time.perf_counter() - started)
     store.set_attrs(key, {
-        "name": data.name, "source": dataset.source, "fingerprint": fingerprint, "n_rows": dataset.n_rows,
+        "name": data.name, "source": dataset.source, "fingerprint": data.fingerprint, "n_rows": dataset.n_rows,
         "n_samples": len(data.rows), "limit": spec.limit, "shuffle": spec.shuffle, "batch_size": data.batch_size,
         "class_names": dataset.class_names, "has_labels": dataset.labels is not None,
         "arrays": {name: {"shape": list(info.shape), "dtype": str(info.dtype)} for name, info in dataset.arrays.items()},

@@ -94,22 +94,31 @@ def _array(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def similarity_matrix(layers: Sequence[str], matrix: np.ndarray, label: str) -> str:
-    """A layer × layer heatmap (e.g. CKA) with layer names on both axes and the values written in small cells."""
-    count = len(layers)
-    size = min(9.0, 1.8 + 0.32 * count)
+def similarity_matrix(layers: Sequence[str], matrix: np.ndarray, label: str,
+                      columns: Sequence[str] | None = None, axis_titles: tuple[str, str] | None = None) -> str:
+    """A layer × layer heatmap (e.g. CKA) with layer names on both axes and the values written in small cells.
+
+    ``columns`` names the columns when they are another network's layers (rows: ``layers``);
+    ``axis_titles`` = (rows, columns) says whose layers they are.
+    """
+    columns = layers if columns is None else columns
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    rows_n, cols_n = len(layers), len(columns)
+    size = min(9.0, 1.8 + 0.32 * max(rows_n, cols_n))
     with matplotlib.rc_context(_STYLE):
-        figure = _figure(size + 0.8, size)
+        figure = _figure(size * max(0.6, cols_n / max(rows_n, cols_n)) + 1.2, size * max(0.6, rows_n / max(rows_n, cols_n)) + 0.4)
         axes = figure.subplots()
-        image = axes.imshow(np.asarray(matrix, dtype=float), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-        labels = _thin_labels(layers, 48)
-        axes.set_xticks(range(count), labels, rotation=90)
-        axes.set_yticks(range(count), labels)
-        if count <= 16:
-            for i in range(count):
-                for j in range(count):
-                    value = matrix[i][j]
-                    if value is not None and np.isfinite(value):
+        image = axes.imshow(matrix, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        axes.set_xticks(range(cols_n), _thin_labels(columns, 48), rotation=90)
+        axes.set_yticks(range(rows_n), _thin_labels(layers, 48))
+        if axis_titles is not None:
+            axes.set_ylabel(axis_titles[0])
+            axes.set_xlabel(axis_titles[1])
+        if max(rows_n, cols_n) <= 16:
+            for i in range(rows_n):
+                for j in range(cols_n):
+                    value = matrix[i, j]
+                    if np.isfinite(value):
                         axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
                                   color="black" if value > 0.6 else "white")
         figure.colorbar(image, ax=axes, shrink=0.8).set_label(label)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from deeprep_report.compare import Baseline, open_baseline
 from deeprep_report.config import Config
 from deeprep_report.errors import first_line
 from deeprep_report.layers import LayerGraph, LayerInfo, SelectionError
@@ -46,6 +48,7 @@ class DatasetEntry:
     dataset: Dataset
     rows: np.ndarray
     batch_size: int
+    fingerprint: str
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Plan:
     models: list[ModelEntry] = field(default_factory=list)
     datasets: list[DatasetEntry] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
+    baseline: Baseline | None = None
 
 
 def make_plan(config: Config) -> Plan:
@@ -72,11 +76,21 @@ def make_plan(config: Config) -> Plan:
     import_tensorflow()
     plan = Plan(config)
     seed = config.pipeline.run.seed
+    if config.pipeline.compare.baseline is not None:
+        plan.baseline = open_baseline(config.resolve(config.pipeline.compare.baseline))
+    reference = plan.baseline.dataset_rows() if plan.baseline else {}
     for index, spec in enumerate(config.pipeline.datasets):
         dataset = open_dataset(config, index)
-        rows = select_rows(dataset.n_rows, spec.limit, spec.shuffle, seed)
-        plan.datasets.append(DatasetEntry(index, spec.name, dataset, rows, spec.batch_size))
+        started = time.perf_counter()
+        fingerprint = dataset.fingerprint()
+        log.debug("dataset %s: fingerprint %s in %.2f s", spec.name, fingerprint, time.perf_counter() - started)
+        if spec.name in reference:
+            rows = _baseline_rows(config, spec.name, dataset.n_rows, fingerprint, reference[spec.name])
+        else:
+            rows = select_rows(dataset.n_rows, spec.limit, spec.shuffle, seed)
+        plan.datasets.append(DatasetEntry(index, spec.name, dataset, rows, spec.batch_size, fingerprint))
         log.info("dataset %s: %d of %d samples from %s", spec.name, len(rows), dataset.n_rows, dataset.source)
+    _check_transfer(config, plan)
     for index, spec in enumerate(config.pipeline.models):
         loaded = load_model(config, index)
         try:
@@ -100,6 +114,27 @@ def make_plan(config: Config) -> Plan:
     if config.pipeline.analysis.enabled and config.pipeline.analysis.random_baseline:
         _add_random_baselines(config, plan)
     return plan
+
+
+def _check_transfer(config: Config, plan: Plan) -> None:
+    """A transfer profile probes with the transfer dataset's labels, so it must have some."""
+    name = config.pipeline.analysis.transfer.dataset
+    entry = next((d for d in plan.datasets if d.name == name), None)
+    if entry is not None and entry.dataset.labels is None:
+        raise config.error("analysis.transfer.dataset", f"dataset {name!r} has no labels; a transfer profile "
+                           "trains probes on them (give the dataset labels, or remove analysis.transfer)")
+
+
+def _baseline_rows(config: Config, name: str, n_rows: int, fingerprint: str,
+                   reference: tuple[np.ndarray, str, int]) -> np.ndarray:
+    """The baseline run's rows of this dataset, if it is the same data; otherwise a one-line error."""
+    rows, old_fingerprint, old_rows = reference
+    if old_fingerprint != fingerprint or old_rows != n_rows:
+        raise config.error("compare.baseline", f"dataset {name!r} differs from the baseline run's ({n_rows} rows, "
+                           f"{fingerprint[:19]}… here; {old_rows} rows, {old_fingerprint[:19]}… there): a comparison "
+                           "needs the same samples")
+    log.info("dataset %s: the baseline run's %d rows are reused", name, len(rows))
+    return rows
 
 
 def _add_random_baselines(config: Config, plan: Plan) -> None:

@@ -26,6 +26,7 @@ from deeprep_report import __version__
 from deeprep_report.config import Pipeline, ReportSection, apply_override, validate
 from deeprep_report.errors import UserError
 from deeprep_report.report_content import build, number, percent
+from deeprep_report.runindex import INDEX, write_pairs_index
 from deeprep_report.store import StoreReader
 from deeprep_report.summary import READABLE_VERSIONS
 
@@ -36,7 +37,7 @@ REPORT = "report.html"
 def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
     """Write ``run_dir/report.html`` (atomically) and return its path."""
     run_dir = Path(run_dir)
-    summary = _load_summary(run_dir)
+    summary = load_summary(run_dir)
     store_path = run_dir / "activations.h5"
     if not store_path.is_file():
         raise UserError(f"{run_dir}: no activations.h5, so there is nothing to render from")
@@ -54,6 +55,11 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
     temporary = run_dir / f".{REPORT}.{os.getpid()}.tmp"
     temporary.write_text(html, encoding="utf-8")
     os.replace(temporary, target)
+    if len(context["pairs"]) > 1:
+        write_pairs_index(run_dir, summary, {(p["model"], p["dataset"]): p["id"] for p in context["pairs"]},
+                          environment)
+    elif (run_dir / INDEX).exists():
+        (run_dir / INDEX).unlink()  # left by an earlier render of a run with several pairs
     size = target.stat().st_size / 1e6
     log.info("report.html: %.1f MB. %s", size, context["verdict"]["text"])
     if size > settings.size_budget_mb:
@@ -62,7 +68,8 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
     return target
 
 
-def _load_summary(run_dir: Path) -> dict:
+def load_summary(run_dir: Path) -> dict:
+    """A finished run's summary.json, or a one-line error saying why it cannot be read."""
     path = run_dir / "summary.json"
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder")
@@ -80,10 +87,14 @@ def _load_summary(run_dir: Path) -> dict:
 
 def stored_settings(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> ReportSection:
     """The report settings of the config stored with the run, after ``--set report.x=y`` overrides."""
+    return stored_pipeline(store, run_dir, overrides).report
+
+
+def stored_pipeline(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> Pipeline:
+    """The resolved config stored with the run (what ``deeprep check`` and ``render`` work from)."""
     raw = yaml.safe_load(store.attrs().get("config", "")) or {}
     applied = [apply_override(raw, item) for item in overrides]
-    pipeline: Pipeline = validate(raw, f"{run_dir}/pipeline.yaml", applied)
-    return pipeline.report
+    return validate(raw, f"{run_dir}/pipeline.yaml", applied)
 
 
 def template_environment(settings: ReportSection) -> jinja2.Environment:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deeprep_report import figures
+from deeprep_report import figures, report_audit
 from deeprep_report.config import ReportSection
 from deeprep_report.findings import find
 from deeprep_report.selectors import select
@@ -74,11 +74,15 @@ class _Builder:
         pairs = [self._pair(index, pair) for index, pair in enumerate(audited)]
         anchors = {(p["model"], p["dataset"], layer["path"]): layer["id"] for p in pairs for layer in p["layers"]}
         findings = find(self.summary, self.settings.saturation_finding, anchors)
+        changes = report_audit.changes_context(self.summary, self._figure)
+        cross_model = report_audit.cross_model_figures(self.summary, self._figure)
         return {
             "title": f"deeprep report: {self.summary['run']['name']}",
             "run": self.summary["run"], "tool": self.summary["tool"], "timings": self.summary["timings"],
+            "checks": report_audit.checks_context(self.summary, anchors), "changes": changes,
+            "cross_model": cross_model,
             "verdict": self._verdict(findings), "models": models, "datasets": datasets, "pairs": pairs,
-            "findings": findings, "provenance": self._provenance(), "toc": self._toc(pairs),
+            "findings": findings, "provenance": self._provenance(), "toc": self._toc(pairs, changes, cross_model),
         }
 
     # -- figures --------------------------------------------------------------------------------
@@ -188,6 +192,15 @@ class _Builder:
                                               bands={"trained": ([p["low"] if p else None for p in probe],
                                                                  [p["high"] if p else None for p in probe])},
                                               reference=(chance, "chance") if chance is not None else None))
+        transfer = analysis.get("transfer")
+        if transfer and transfer["best_layer"] is not None and analysis.get("probe"):
+            add("transfer profile", f"Probe accuracy of each layer of {pair['model']} on {pair['dataset']} and on "
+                f"{transfer['dataset']}",
+                f"Held-out probe accuracy of each layer on {pair['dataset']} and on {transfer['dataset']}, a labelled "
+                f"task the model was not trained on: the depth where the second curve peaks transfers best.",
+                lambda: figures.depth_profile(names, {
+                    pair["dataset"]: [p["accuracy"] if p else None for p in analysis["probe"]],
+                    transfer["dataset"]: _align(names, transfer["layers"], transfer["accuracy"])}, "probe accuracy"))
         if analysis.get("cka"):
             cka = analysis["cka"]
             add("CKA matrix", f"Linear CKA between every pair of layers of {pair['model']}",
@@ -239,6 +252,7 @@ class _Builder:
                 "coloured by class: classes separate as depth grows where the model learned to separate them.",
                 lambda: self._draw_projections(pair, names, panels))
         return {"id": f"{pair_id}-analysis", "interpretation": analysis.get("interpretation", []),
+                "transfer": _transfer_sentence(transfer),
                 "table": _analysis_table(analysis, random), "figures": shown_figures}
 
     def _selectivities(self, pair: dict[str, Any], names: list[str]) -> list[np.ndarray]:
@@ -354,11 +368,19 @@ class _Builder:
     def _provenance(self) -> dict[str, Any]:
         return {**self.summary["provenance"], "config": self.store.attrs().get("config", "")}
 
-    def _toc(self, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        toc = [{"id": "overview", "title": "Overview", "level": 1},
+    def _toc(self, pairs: list[dict[str, Any]], changes: dict[str, Any] | None,
+             cross_model: list[Any]) -> list[dict[str, Any]]:
+        toc = []
+        if self.summary.get("checks"):
+            toc.append({"id": "checks", "title": "Checks", "level": 1})
+        if changes:
+            toc.append({"id": "changes", "title": "Changes since baseline", "level": 1})
+        toc += [{"id": "overview", "title": "Overview", "level": 1},
                {"id": "models", "title": "Models", "level": 2},
                {"id": "datasets", "title": "Datasets", "level": 2},
                {"id": "findings", "title": "Findings", "level": 1}]
+        if cross_model:
+            toc.append({"id": "cross-model", "title": "Across models", "level": 1})
         for pair in pairs:
             toc.append({"id": pair["id"], "title": pair["title"], "level": 1})
             if pair["analysis"]:
@@ -395,6 +417,15 @@ class _Builder:
             if all(image is not None for image in images):
                 return images
         return None
+
+
+def _transfer_sentence(transfer: dict[str, Any] | None) -> str | None:
+    if not transfer:
+        return None
+    if transfer["best_layer"] is None:
+        return f"Transfer profile on {transfer['dataset']}: {transfer['note']}."
+    return (f"Transfer to {transfer['dataset']}: {transfer['best_layer']} transfers best (linear probe accuracy "
+            f"{transfer['best_accuracy']:.3f}); full profile in the figure below.")
 
 
 def _align(names: list[str], other: list[str], values: list[Any]) -> list[Any]:

@@ -41,9 +41,13 @@ class RunFolder:
         return self.stage / name
 
     def publish(self, names: list[str]) -> None:
-        """Move the staged files into the run folder in the given order (put the completion marker last)."""
+        """Move the staged files of ``names`` into the run folder in the given order (put the completion
+        marker last); a file of ``names`` this run did not write is removed (it belongs to an older run)."""
         for name in names:
-            os.replace(self.stage / name, self.path / name)
+            if (self.stage / name).exists():
+                os.replace(self.stage / name, self.path / name)
+            elif (self.path / name).exists():
+                (self.path / name).unlink()
         shutil.rmtree(self.stage, ignore_errors=True)
         self.published = True
 
@@ -74,3 +78,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working folder when it is inside it (shorter log and stdout lines)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -12,24 +12,33 @@ from typing import Any, Iterator
 
 from deeprep_report import __version__
 from deeprep_report.analyze import analyze
-from deeprep_report.render import render
+from deeprep_report.audit import MARKDOWN, audit, write_markdown
+from deeprep_report.checks import Verdict
 from deeprep_report.config import Config
 from deeprep_report.errors import UserError
 from deeprep_report.logs import RunLog, release_console
 from deeprep_report.provenance import package_versions, platform_info, utc_now
-from deeprep_report.runfolder import RunFolder
-from deeprep_report.summary import NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, write_json
+from deeprep_report.render import REPORT, render
+from deeprep_report.runfolder import RunFolder, display_path
+from deeprep_report.summary import NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, to_json_value, write_json
 
 log = logging.getLogger("deeprep")
 
 #: Files of a finished run, in publishing order: summary.json last marks completion.
-RUN_FILES = ("activations.h5", "pipeline.yaml", "report.html", "run.log", "summary.json")
+RUN_FILES = ("activations.h5", "pipeline.yaml", REPORT, "index.html", MARKDOWN, "run.log", "summary.json")
 
 
 @dataclass
 class RunResult:
     path: Path
     summary: dict[str, Any]
+    verdict: Verdict
+
+    @property
+    def verdict_line(self) -> str:
+        """``PASS 0 checks failed, 1 warning — outputs/digits-demo/report.html``."""
+        return self.verdict.line(display_path(self.path / (REPORT if (self.path / REPORT).exists() else
+                                                           "summary.json")))
 
 
 def run_folder_for(config: Config, out: Path | None) -> Path:
@@ -40,8 +49,12 @@ def run_folder_for(config: Config, out: Path | None) -> Path:
     return config.resolve(run.output_dir) / run.name
 
 
-def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: bool | None = None) -> RunResult:
-    """Run every stage; on any exception the run folder keeps its previous files (plus the new run.log)."""
+def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: bool | None = None,
+                 force: bool = False) -> RunResult:
+    """Run every stage; on any exception the run folder keeps its previous files (plus the new run.log).
+
+    ``force`` re-extracts every pair even when a stored run in the output folder could be reused.
+    """
     from deeprep_report.plan import make_plan
 
     clock = time.perf_counter()
@@ -56,7 +69,7 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         log.info("run folder %s", target)
         store = folder.staged("activations.h5")
         mark = time.perf_counter()
-        _extract_into(store, plan, started, resolved, bar)
+        _extract_into(store, plan, started, resolved, bar, None if force else target.parent)
         timings["extract"] = time.perf_counter() - mark
         mark = time.perf_counter()
         results = analyze(store, config.pipeline.analysis, config.pipeline.run.seed)
@@ -64,18 +77,36 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
         timings["total"] = time.perf_counter() - clock
         summary = _summary(config, target, started, timings, resolved, results)
+        comparison = _compare(store, summary, plan.baseline, config) if plan.baseline else None
+        verdict = audit(summary, config.pipeline, comparison)
+        timings["total"] = time.perf_counter() - clock
+        summary["run"]["seconds"] = timings["total"]
         write_json(folder.staged("summary.json"), summary)
+        report = target / (REPORT if config.pipeline.report.enabled else "summary.json")
+        write_markdown(folder.staged(MARKDOWN), summary, display_path(report))
         if config.pipeline.report.enabled:
             mark = time.perf_counter()
             render(folder.stage)
             log.info("report rendered in %.1f s", time.perf_counter() - mark)
-        log.info("run finished in %.1f s", time.perf_counter() - clock)
+        log.info("run finished in %.1f s: %s", time.perf_counter() - clock, verdict.line(display_path(report)))
         run_log.detach()
-        folder.publish([name for name in RUN_FILES if folder.staged(name).exists()])
-    return RunResult(target, summary)
+        folder.publish(list(RUN_FILES))
+    return RunResult(target, summary, verdict)
 
 
-def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool | None) -> None:
+def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config) -> dict[str, Any]:
+    from deeprep_report.compare import compare
+    from deeprep_report.store import StoreReader
+
+    mark = time.perf_counter()
+    with StoreReader(store) as reader:
+        comparison = compare(reader, summary, baseline, config.pipeline.analysis)
+    log.info("compared with baseline %s in %.1f s", baseline.folder, time.perf_counter() - mark)
+    return comparison
+
+
+def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool | None,
+                  reuse_from: Path | None) -> None:
     from deeprep_report.extract import extract
     from deeprep_report.store import StoreWriter
 
@@ -87,7 +118,7 @@ def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool 
             "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
             "packages": package_versions(), "platform": platform_info(),
         })
-        extract(plan, store, bar=bar)
+        extract(plan, store, bar=bar, reuse_from=reuse_from)
         store.set_attrs("/", {"finished": utc_now()})
     finally:
         store.close()
@@ -112,7 +143,7 @@ def _logging_into(run_log: RunLog, folder: RunFolder, target: Path) -> Iterator[
 def _summary(config: Config, target: Path, started: str, timings: dict[str, float], resolved: str,
              results: dict[str, Any]) -> dict[str, Any]:
     provenance = results.pop("provenance")
-    return {
+    return to_json_value({
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
         "nonfinite_numbers": NONFINITE_NOTE,
@@ -128,4 +159,4 @@ def _summary(config: Config, target: Path, started: str, timings: dict[str, floa
         },
         "timings": timings,
         **results,
-    }
+    })  # plain JSON values from here on: checks and comparison read what summary.json will say

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 SCHEMA_ID = "deeprep-summary"
-SCHEMA_VERSION = 2
-#: Versions this tool can still read (render): 1 lacks the depth analysis.
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: Versions this tool can still read (render): 1 lacks the depth analysis, 2 the checks.
+READABLE_VERSIONS = (1, 2, 3)
 NONFINITE_NOTE = "NaN and +/-Infinity are written as null"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,5 +52,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tupl
     result = subprocess.run([sys.executable, "-m", "deeprep_report", "run", str(ROOT / "pipeline.yaml"),
                              "--out", str(out)], capture_output=True, text=True, env=os.environ.copy(), timeout=900)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"done: {out}\n"
+    assert result.stdout == verdict_line(out) + "\n"
     return out, result.stderr
+
+
+def verdict_line(run_dir: Path, target: str = "report.html") -> str:
+    """The verdict line ``deeprep run``/``check`` print for a run folder, from its summary.json."""
+    from deeprep_report.checks import Verdict
+
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    return Verdict(**summary["checks"]["verdict"]).line(str(run_dir / target))

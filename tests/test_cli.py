@@ -156,8 +156,11 @@ def test_nan_in_data_is_reported_not_fatal(capsys, project):
     arrays = zoo.data(20)
     arrays["x"][3, 1, 1, 0] = np.nan
     np.savez(project / "data.npz", **arrays)
-    assert main(["run", str(project / "pipeline.yaml"), "--quiet"]) == 0
+    assert main(["run", str(project / "pipeline.yaml"), "--quiet"]) == 1  # the default nan_inf check fails
+    assert capsys.readouterr().out == f"FAIL 2 checks failed, 0 warnings — {project}/outputs/t/report.html\n"
     summary = json.loads((project / "outputs/t/summary.json").read_text())
+    failed = [(r["rule"], r["layer"], r["value"]) for r in summary["checks"]["results"] if r["status"] == "fail"]
+    assert failed == [("nan_inf", "conv", 8.0), ("nan_inf", "out", 3.0)]
     assert summary["datasets"][0]["nonfinite_inputs"] == 1
     conv_stats = summary["pairs"][0]["layers"][0]["stats"]
     assert conv_stats["nonfinite_count"] == 4 * 2  # the 2x2 output positions whose window holds pixel (1, 1), 2 channels
@@ -182,7 +185,7 @@ def test_schema_command_prints_json_schema(capsys):
 def test_out_and_set(capsys, project):
     out = project / "elsewhere"
     assert main(["run", str(project / "pipeline.yaml"), "--out", str(out), "--set", "run.seed=5", "--quiet"]) == 0
-    assert capsys.readouterr().out.strip() == f"done: {out}"
+    assert capsys.readouterr().out.strip() == f"PASS 0 checks failed, 0 warnings — {out}/report.html"
     assert all((out / name).is_file() for name in (*FINISHED, "run.log"))
     assert "seed: 5" in (out / "pipeline.yaml").read_text()
     assert not list(out.glob(".deeprep-partial-*"))

@@ -77,7 +77,7 @@ def test_unknown_key_suggests_the_closest(tmp_path):
 def test_unknown_key_without_close_match_lists_the_keys(tmp_path):
     text = "run: {colour: red}\nmodels: [{builtin: digits_cnn}]\ndatasets: [{builtin: digits}]\n"
     assert error_of(tmp_path, text) == (
-        "pipeline.yaml: run.colour: unknown key; expected one of: name, output_dir, seed")
+        "pipeline.yaml: run.colour: unknown key; expected one of: name, output_dir, seed, preset")
 
 
 def test_wrong_type(tmp_path):
@@ -170,7 +170,8 @@ def test_field_paths_round_trip():
 def test_schema_describes_every_key():
     schema = json_schema()
     assert schema["$schema"].endswith("2020-12/schema")
-    assert set(schema["properties"]) == {"run", "models", "datasets", "store", "stats", "analysis", "report"}
+    assert set(schema["properties"]) == {"run", "models", "datasets", "store", "stats", "analysis", "checks", "compare",
+                                         "report"}
     model_fields = schema["$defs"]["ModelSpec"]["properties"]
     assert {"name", "path", "builtin", "layers", "allow_lambda"} <= set(model_fields)
     assert all("description" in field for field in model_fields.values())
@@ -183,10 +184,13 @@ def test_every_config_key_is_documented():
     sections = {"run": "RunSection", "models": "ModelSpec", "datasets": "DatasetSpec", "store": "StoreSection",
                 "stats": "StatsSection", "report": "ReportSection", "report.gallery": "GallerySection",
                 "report.exemplars": "ExemplarSection", "analysis": "AnalysisSection", "analysis.probes": "ProbeSection",
-                "analysis.cka": "CKASection", "analysis.geometry": "GeometrySection", "analysis.classes": "ClassSection"}
-    for section, definition in sections.items():
+                "analysis.cka": "CKASection", "analysis.geometry": "GeometrySection", "analysis.classes": "ClassSection",
+                "analysis.transfer": "TransferSection", "compare": "CompareSection"}
+    checks = [("checks", name) for name in schema["$defs"] if name.endswith("Check")]
+    assert len(checks) == 8
+    for section, definition in [*sections.items(), *checks]:
         for key, field in schema["$defs"][definition]["properties"].items():
             if "$ref" in field:  # a nested section: its own keys are checked
                 continue
-            name = f"`{section}[].{key}`" if section in ("models", "datasets") else f"`{section}.{key}`"
+            name = f"`{section}[].{key}`" if section in ("models", "datasets", "checks") else f"`{section}.{key}`"
             assert name in text, f"docs/config.md lacks {name}"

@@ -29,7 +29,7 @@ def strict_load(text: str):
 def test_demo_run_writes_every_file(demo_run):
     out, _ = demo_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "activations.h5", "pipeline.yaml", "report.html", "run.log", "summary.json"]
+        "activations.h5", "pipeline.yaml", "report.html", "run.log", "summary.json", "summary.md"]
 
 
 def test_summary_is_strict_json_valid_against_the_schema(demo_run):

@@ -149,6 +149,29 @@ def cka_matrix(layers: Sequence[np.ndarray], debiased: bool) -> np.ndarray:
     return matrix
 
 
+def cross_cka_matrix(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], debiased: bool) -> np.ndarray:
+    """Linear CKA between every layer of one network (rows) and every layer of another (columns), same samples."""
+    n = xs[0].shape[0]
+    narrow = [_Features(y) if _as_rows(y).shape[1] < n else None for y in ys]
+    matrix = np.empty((len(xs), len(ys)))
+    for i, x in enumerate(xs):
+        features = _Features(x) if _as_rows(x).shape[1] < n else None
+        for j, y in enumerate(ys):
+            if features is not None and narrow[j] is not None:
+                matrix[i, j] = features.cka(narrow[j], debiased)
+            else:
+                matrix[i, j] = linear_cka(x, y, debiased)
+    return matrix
+
+
+def paired_cka(x: np.ndarray, y: np.ndarray, estimator: str, minibatch_above: int, batch_size: int) -> float:
+    """CKA of one layer in two runs or networks on the same samples, with the run's estimator settings
+    (``estimator`` as resolved by :func:`choose_estimator`; minibatch CKA above ``minibatch_above`` samples)."""
+    if x.shape[0] > minibatch_above:
+        return float(minibatch_cka_matrix([x, y], batch_size)[0, 1])
+    return linear_cka(x, y, debiased=estimator == "debiased")
+
+
 def choose_estimator(setting: str, samples: int, widest: int) -> str:
     """'debiased' when n < 20 × the widest layer's units (where the biased floor p/(n+p) would mislead)."""
     if setting != "auto":

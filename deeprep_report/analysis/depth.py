@@ -45,8 +45,55 @@ def analyze_pairs(store: StoreReader, settings: AnalysisSection, seed: int) -> d
             result["seconds"]["baseline_cka"] = time.perf_counter() - started
         twin_result = results.get((twin, dataset)) if twin is not None else None
         result["interpretation"] = interpret.paragraph(result, twin_result)
+        result["transfer"] = transfer_profile(results, model, dataset, settings.transfer.dataset)
         _write(store, model, dataset, result)
     return results
+
+
+def transfer_profile(results: dict[tuple[str, str], dict[str, Any]], model: str, dataset: str,
+                     transfer: str | None) -> dict[str, Any] | None:
+    """Probe accuracy by depth of ``model`` on the transfer dataset, shown beside its other datasets."""
+    if transfer is None or dataset == transfer or (model, transfer) not in results:
+        return None
+    other = results[(model, transfer)]
+    accuracy = [entry["accuracy"] if entry else None for entry in other["probe"] or []]
+    scored = [(value, name) for name, value in zip(other["layers"], accuracy) if value is not None and name != INPUT]
+    best = max(scored, key=lambda item: item[0]) if scored else None
+    return {"dataset": transfer, "layers": other["layers"], "accuracy": accuracy,
+            "best_layer": best[1] if best else None, "best_accuracy": best[0] if best else None,
+            "note": None if scored else f"no probes on {transfer} (labels missing or probes off)"}
+
+
+def cross_model(store: StoreReader, settings: AnalysisSection) -> list[dict[str, Any]]:
+    """Linear CKA of every layer of one audited model with every layer of another, per dataset they share.
+
+    Random-weights twins are left out (their per-layer CKA with the trained model is in the pair's analysis).
+    """
+    models = [m for m in store.json_attr("/", "model_names") if not store.attrs(f"models/{h5_name(m)}").get("baseline_of")]
+    pairs = set(store.pairs())
+    out = []
+    for dataset in store.json_attr("/", "dataset_names"):
+        present = [m for m in models if (m, dataset) in pairs]
+        for index, first in enumerate(present):
+            for second in present[index + 1:]:
+                started = time.perf_counter()
+                names_a, xs = features_of(store, first, dataset, include_input=False)
+                names_b, ys = features_of(store, second, dataset, include_input=False)
+                rows = _finite_rows(xs) & _finite_rows(ys)
+                if rows.sum() < MIN_SAMPLES:
+                    continue
+                xs, ys = [x[rows] for x in xs], [y[rows] for y in ys]
+                if rows.sum() > settings.cka.minibatch_above:
+                    estimator = "debiased"
+                    matrix = cka.minibatch_cka_matrix([*xs, *ys], settings.cka.batch_size)[: len(xs), len(xs):]
+                else:
+                    widest = max(x.shape[1] for x in [*xs, *ys])
+                    estimator = cka.choose_estimator(settings.cka.estimator, int(rows.sum()), widest)
+                    matrix = cka.cross_cka_matrix(xs, ys, debiased=estimator == "debiased")
+                out.append({"dataset": dataset, "models": [first, second], "layers": [names_a, names_b],
+                            "samples": int(rows.sum()), "estimator": estimator, "matrix": matrix.tolist(),
+                            "seconds": time.perf_counter() - started})
+    return out
 
 
 def _baseline_model(store: StoreReader, model: str) -> str | None:
@@ -176,17 +223,10 @@ def _twin_cka(store: StoreReader, model: str, twin: str, dataset: str, result: d
     rows = _finite_rows(trained) & _finite_rows(random)
     trained, random = [x[rows] for x in trained], [y[rows] for y in random]
     by_name = dict(zip(twin_names, random))
-    debiased = (result.get("cka") or {}).get("estimator", "debiased") == "debiased"
-    values: list[float | None] = []
-    for name, x in zip(names, trained):
-        y = by_name.get(name)
-        if y is None:
-            values.append(None)
-        elif x.shape[0] > settings.cka.minibatch_above:
-            values.append(float(cka.minibatch_cka_matrix([x, y], settings.cka.batch_size)[0, 1]))
-        else:
-            values.append(cka.linear_cka(x, y, debiased))
-    return values
+    estimator = (result.get("cka") or {}).get("estimator", "debiased")
+    return [None if by_name.get(name) is None else
+            cka.paired_cka(x, by_name[name], estimator, settings.cka.minibatch_above, settings.cka.batch_size)
+            for name, x in zip(names, trained)]
 
 
 def _geometry(x: np.ndarray, subsample: int, repeats: int, discard: float, seed: int) -> dict[str, Any]:

@@ -203,6 +203,10 @@ def open_dataset(config: Config, index: int) -> Dataset:
 def _builtin(spec: DatasetSpec) -> Dataset:
     from deeprep_report.sources import demo
 
+    if spec.builtin == "digits_mirrored":
+        x, y = demo.digits_mirrored()
+        return ArrayDataset({"x": x}, y, ["as drawn", "mirrored"],
+                            "builtin:digits_mirrored (scikit-learn digits, half mirrored left-right; label: mirrored)")
     x, y = demo.digits()
     return ArrayDataset({"x": x}, y, [str(d) for d in range(10)], "builtin:digits (scikit-learn digits, 28x28x1)")
 

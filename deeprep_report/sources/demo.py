@@ -18,7 +18,10 @@ import numpy as np
 
 log = logging.getLogger("deeprep")
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
+#: Epochs of the early checkpoint (the "released" model of the comparison example) and of the final one.
+EARLY_EPOCHS, FINAL_EPOCHS = 3, 12
+CHECKPOINTS = {"digits_cnn": "", "digits_cnn_early": "_early"}
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 _DIGIT_BOX = 20  # MNIST centres a 20x20 digit in a 28x28 frame
@@ -36,6 +39,15 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     framed = np.zeros((len(images), 28, 28), dtype=np.float64)
     framed[:, pad : pad + _DIGIT_BOX, pad : pad + _DIGIT_BOX] = big
     return np.clip(framed, 0.0, 1.0).astype(np.float32)[..., None], bunch.target.astype(np.int64)
+
+
+def digits_mirrored(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A task the demo model was not trained on: the same digits, a seeded half of them mirrored left-right;
+    label 1 when mirrored. Telling a mirrored 2 from a 2 needs spatial layout, which classification may discard."""
+    x, _ = digits()
+    mirrored = np.random.default_rng(seed).random(len(x)) < 0.5
+    x[mirrored] = x[mirrored, :, ::-1]
+    return x, mirrored.astype(np.int64)
 
 
 def _bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -70,12 +82,16 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "deeprep"
 
 
-def digits_cnn_path() -> Path:
-    """Path of the trained demo CNN, training and caching it first if needed."""
-    path = cache_dir() / f"digits_cnn-v{DEMO_VERSION}.keras"
+def digits_cnn_path(checkpoint: str = "digits_cnn") -> Path:
+    """Path of a trained demo checkpoint (``digits_cnn`` or ``digits_cnn_early``), training both first if needed."""
+    path = _checkpoint_path(checkpoint)
     if not path.is_file():
-        train_digits_cnn(path)
+        train_digits_cnn(_checkpoint_path("digits_cnn"))
     return path
+
+
+def _checkpoint_path(checkpoint: str) -> Path:
+    return cache_dir() / f"digits_cnn{CHECKPOINTS[checkpoint]}-v{DEMO_VERSION}.keras"
 
 
 def build_digits_cnn() -> "keras.Model":  # noqa: F821
@@ -99,8 +115,12 @@ def build_digits_cnn() -> "keras.Model":  # noqa: F821
     )
 
 
-def train_digits_cnn(path: Path, epochs: int = 12, seed: int = SPLIT_SEED) -> float:
-    """Train the demo CNN on the fixed train split, save it atomically to ``path``; return test accuracy."""
+def train_digits_cnn(path: Path, epochs: int = FINAL_EPOCHS, seed: int = SPLIT_SEED) -> float:
+    """Train the demo CNN on the fixed train split and save it atomically to ``path``; return test accuracy.
+
+    The same training run also saves the checkpoint after ``EARLY_EPOCHS`` epochs
+    beside it (``..._early``): two versions of one model for the comparison example.
+    """
     import keras
 
     started = time.perf_counter()
@@ -110,15 +130,25 @@ def train_digits_cnn(path: Path, epochs: int = 12, seed: int = SPLIT_SEED) -> fl
     train, test = split()
     model = build_digits_cnn()
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x[train], y[train], batch_size=32, epochs=epochs, verbose=0, shuffle=True)
-    _, accuracy = model.evaluate(x[test], y[test], verbose=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(temporary)
-    meta = {"test_accuracy": float(accuracy), "train_samples": int(len(train)), "test_samples": int(len(test)),
-            "epochs": epochs, "seed": seed, "demo_version": DEMO_VERSION}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    early = path.with_name(path.name.replace("digits_cnn", "digits_cnn_early"))
+    model.fit(x[train], y[train], batch_size=32, epochs=EARLY_EPOCHS, verbose=0, shuffle=True)
+    _save(model, early, x[test], y[test], EARLY_EPOCHS, len(train), seed)
+    model.fit(x[train], y[train], batch_size=32, epochs=epochs - EARLY_EPOCHS, verbose=0, shuffle=True)
+    accuracy = _save(model, path, x[test], y[test], epochs, len(train), seed)
     log.info("demo model trained in %.1f s: held-out accuracy %.3f on %d images",
              time.perf_counter() - started, accuracy, len(test))
+    return accuracy
+
+
+def _save(model: "keras.Model", path: Path, x_test: np.ndarray, y_test: np.ndarray, epochs: int,  # noqa: F821
+          train_samples: int, seed: int) -> float:
+    """Save a checkpoint and its held-out accuracy (temporary name, then rename)."""
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    meta = {"test_accuracy": float(accuracy), "train_samples": int(train_samples), "test_samples": int(len(y_test)),
+            "epochs": epochs, "seed": seed, "demo_version": DEMO_VERSION}
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(temporary)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
     return float(accuracy)

@@ -40,7 +40,7 @@ def load_model(config: Config, index: int) -> LoadedModel:
     if spec.builtin is not None:
         from deeprep_report.sources import demo
 
-        path = demo.digits_cnn_path()
+        path = demo.digits_cnn_path(spec.builtin)
         model = _load_file(config, spec, path, f"{where}.builtin")
         return LoadedModel(spec.name, model, f"builtin:{spec.builtin}", file_sha256(path), path)
     if spec.path is not None:

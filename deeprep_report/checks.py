@@ -1,0 +1,227 @@
+"""Checks of a run and the verdict a scheduled job acts on (definitions in docs/checks.md).
+
+Checks read only ``summary.json`` (and the comparison with a baseline run), so
+``deeprep check RUN_DIR`` re-evaluates them without TensorFlow. Each check
+yields one result per (pair, layer) it applies to: ``pass``, ``fail``, or
+``not evaluated`` when the numbers it needs do not exist (no labels for a probe
+rule, no baseline for a drift rule, the analysis switched off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterator, Sequence
+
+from deeprep_report.config import (
+    Check, CollapseCheck, DeadUnitsCheck, DriftCheck, NanInfCheck, ProbeAccuracyCheck, ProbeMonotonicCheck,
+    SaturationCheck, StatDriftCheck,
+)
+from deeprep_report.selectors import select
+
+PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    rule: str
+    model: str
+    dataset: str
+    layer: str | None
+    value: float | None
+    threshold: float | None
+    severity: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """PASS (nothing failed), WARN (only warn-severity checks failed) or FAIL."""
+
+    status: str
+    failed: int
+    warnings: int
+    not_evaluated: int
+    passed: int
+
+    def exit_code(self, fail_on: str) -> int:
+        """1 when the run should fail the job: any failed fail check, or (warn) any failure or unevaluated check."""
+        if fail_on == "never":
+            return 0
+        if fail_on == "warn":
+            return int(self.failed + self.warnings + self.not_evaluated > 0)
+        return int(self.failed > 0)
+
+    def line(self, where: str) -> str:
+        """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``."""
+        parts = [f"{self.failed} check{'s' if self.failed != 1 else ''} failed",
+                 f"{self.warnings} warning{'s' if self.warnings != 1 else ''}"]
+        if self.not_evaluated:
+            parts.append(f"{self.not_evaluated} not evaluated")
+        return f"{self.status} {', '.join(parts)} — {where}"
+
+
+def default_checks(summary: dict[str, Any], comparison: dict[str, Any] | None,
+                   transfer_dataset: str | None = None) -> list[Check]:
+    """The checks used when the pipeline has no ``checks:`` list: only rules whose numbers exist.
+
+    Probe accuracy may fall with depth on a transfer dataset (that is what its profile shows), so
+    ``probe_monotonic`` checks the other datasets only.
+    """
+    from pydantic import TypeAdapter
+
+    chosen: list[dict[str, Any]] = [
+        {"rule": "nan_inf", "severity": "fail"},
+        {"rule": "dead_units", "max": 0.5, "severity": "warn"},
+        {"rule": "saturation", "max": 0.9, "severity": "warn"},
+    ]
+    probed = sorted({pair["dataset"] for pair in summary["pairs"] if (pair.get("analysis") or {}).get("probe")}
+                    - {transfer_dataset})
+    if probed:
+        chosen.append({"rule": "probe_monotonic", "tolerance": 0.1, "severity": "warn", "datasets": probed})
+    if comparison is not None:
+        chosen.append({"rule": "drift", "min": 0.8, "severity": "warn"})
+    return TypeAdapter(list[Check]).validate_python(chosen)
+
+
+def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[str, Any] | None) -> list[CheckResult]:
+    """Every check on every audited pair (random baselines are not audited)."""
+    baselines = {m["name"] for m in summary["models"] if m.get("baseline_of")}
+    results: list[CheckResult] = []
+    for check in checks:
+        for pair in summary["pairs"]:
+            if pair["model"] not in baselines and (check.datasets == "all" or pair["dataset"] in check.datasets):
+                try:
+                    results += list(_RULES[type(check)](check, pair, comparison))
+                except _Missing as missing:
+                    results.append(_result(check, pair, None, None, None, None, str(missing)))
+    return results
+
+
+def verdict(results: Sequence[CheckResult]) -> Verdict:
+    failed = sum(r.status == FAIL and r.severity == "fail" for r in results)
+    warnings = sum(r.status == FAIL and r.severity == "warn" for r in results)
+    not_evaluated = sum(r.status == NOT_EVALUATED for r in results)
+    passed = sum(r.status == PASS for r in results)
+    status = "FAIL" if failed else ("WARN" if warnings else "PASS")
+    return Verdict(status, failed, warnings, not_evaluated, passed)
+
+
+def summarise(checks: Sequence[Check], defaults: bool, results: Sequence[CheckResult]) -> dict[str, Any]:
+    """The ``checks`` block of summary.json."""
+    return {"defaults": defaults, "definitions": [check.model_dump(mode="json") for check in checks],
+            "results": [asdict(r) for r in results], "verdict": asdict(verdict(results))}
+
+
+# -- rules -----------------------------------------------------------------------------------------------------
+
+def _result(check: Check, pair: dict[str, Any], layer: str | None, value: float | None, threshold: float | None,
+            passed: bool | None, detail: str) -> CheckResult:
+    status = NOT_EVALUATED if passed is None else (PASS if passed else FAIL)
+    return CheckResult(check.rule, pair["model"], pair["dataset"], layer, value, threshold, check.severity, status,
+                       detail)
+
+
+def _layers(check: Check, pair: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    chosen = set(select(check.layers, [layer["path"] for layer in pair["layers"]]))
+    return (layer for layer in pair["layers"] if layer["path"] in chosen)
+
+
+def _dead_units(check: DeadUnitsCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+    for layer in _layers(check, pair):
+        value = layer["stats"]["dead_fraction"]
+        yield _result(check, pair, layer["path"], value, check.max, value <= check.max,
+                      f"{layer['stats']['dead_units']} of {layer['units']} units dead")
+
+
+def _nan_inf(check: NanInfCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+    for layer in _layers(check, pair):
+        count = layer["stats"]["nonfinite_count"]
+        yield _result(check, pair, layer["path"], float(count), 0.0, count == 0, f"{count:,} NaN/Inf values")
+
+
+def _saturation(check: SaturationCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+    for layer in _layers(check, pair):
+        value = layer["stats"]["saturation_fraction"]
+        if value is None or (layer["activation"] == "softmax" and not check.include_softmax):
+            continue  # unbounded activation, or a softmax output (confident means saturated)
+        yield _result(check, pair, layer["path"], value, check.max, value <= check.max,
+                      f"{100 * value:.1f} % of values saturated ({layer['activation']})")
+
+
+class _Missing(Exception):
+    """The numbers a check needs do not exist for a pair; the message says why."""
+
+
+def _analysed(check: Check, pair: dict[str, Any], block: str) -> list[tuple[str, Any]]:
+    """(layer, entry) of the analysis ``block`` this check applies to (the input only when named)."""
+    analysis = pair.get("analysis")
+    if analysis is None:
+        raise _Missing("the depth analysis is switched off")
+    entries = analysis.get(block)
+    if not entries:
+        reasons = {"probe": "no probes (labels missing or probes off)", "geometry": "geometry is switched off"}
+        raise _Missing(reasons.get(block, f"no {block}"))
+    names = analysis["layers"]
+    candidates = [n for n in names if n != "input"] if check.layers == "all" else names
+    chosen = set(select(check.layers, candidates))
+    return [(name, entry) for name, entry in zip(names, entries) if name in chosen]
+
+
+def _compared(check: Check, pair: dict[str, Any], comparison: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """This pair's compared layers the check applies to."""
+    if comparison is None:
+        raise _Missing("no baseline to compare with (compare.baseline or --baseline)")
+    match = next((p for p in comparison["pairs"] if p["model"] == pair["model"] and p["dataset"] == pair["dataset"]),
+                 None)
+    if match is None:
+        raise _Missing("this pair has no counterpart in the baseline run")
+    chosen = set(select(check.layers, [layer["path"] for layer in match["layers"]]))
+    return [layer for layer in match["layers"] if layer["path"] in chosen]
+
+
+def _bounded(check: Check, pair: dict[str, Any], layer: str, value: float | None, threshold: float, upper: bool,
+             label: str, digits: str = ".3g") -> CheckResult:
+    """Pass when ``value`` is at most (``upper``) or at least the threshold; unevaluated when it is missing."""
+    passed = None if value is None else (value <= threshold if upper else value >= threshold)
+    detail = f"{label} {value:{digits}}" if value is not None else f"{label} not computed"
+    return _result(check, pair, layer, value, threshold, passed, detail)
+
+
+def _collapse(check: CollapseCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+    for name, entry in _analysed(check, pair, "geometry"):
+        yield _bounded(check, pair, name, entry[check.measure], check.min, False, check.measure.replace("_", " "))
+
+
+def _probe_accuracy(check: ProbeAccuracyCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+    for name, entry in _analysed(check, pair, "probe"):
+        yield _bounded(check, pair, name, entry["accuracy"] if entry else None, check.min, False, "probe accuracy",
+                       ".3f")
+
+
+def _probe_monotonic(check: ProbeMonotonicCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+    kept = [(n, e["accuracy"]) for n, e in _analysed(check, pair, "probe") if e and e["accuracy"] is not None]
+    for (previous, before), (name, after) in zip(kept, kept[1:]):
+        drop = before - after
+        yield _result(check, pair, name, drop, check.tolerance, drop <= check.tolerance,
+                      f"probe accuracy {before:.3f} at {previous} → {after:.3f}")
+
+
+def _drift(check: DriftCheck, pair: dict[str, Any], comparison: dict[str, Any] | None) -> Iterator[CheckResult]:
+    for layer in _compared(check, pair, comparison):
+        yield _bounded(check, pair, layer["path"], layer["cka"], check.min, False, "linear CKA with the baseline",
+                       ".3f")
+
+
+def _stat_drift(check: StatDriftCheck, pair: dict[str, Any], comparison: dict[str, Any] | None) -> Iterator[CheckResult]:
+    for layer in _compared(check, pair, comparison):
+        change = layer["stats"].get(check.statistic) or {}
+        result = _bounded(check, pair, layer["path"], change.get("relative"), check.max, True, "")
+        detail = (f"{check.statistic} {change.get('baseline')} → {change.get('current')}" if change else
+                  f"{check.statistic} not available")
+        yield replace(result, detail=detail)
+
+
+_RULES = {DeadUnitsCheck: _dead_units, NanInfCheck: _nan_inf, SaturationCheck: _saturation, CollapseCheck: _collapse,
+          ProbeAccuracyCheck: _probe_accuracy, ProbeMonotonicCheck: _probe_monotonic, DriftCheck: _drift,
+          StatDriftCheck: _stat_drift}
