@@ -262,6 +262,7 @@ def test_a_matching_stored_pair_is_reused_unless_forced(capsys, project):
     assert main(["run", path, "--quiet"]) == 0
     assert "m × d: activations reused from" in (run_dir / "run.log").read_text()
     assert summary_of(run_dir)["pairs"][0]["reused_from"] == str(run_dir)
+    assert f"activations were reused: <code>{run_dir}</code>" in (run_dir / "report.html").read_text()
     with h5py.File(run_dir / "activations.h5", "r") as store:
         np.testing.assert_array_equal(store["pairs/m/d/layers/hidden/pooled"][()], first)
         assert "datasets/d/inputs/x" in store
