@@ -99,9 +99,8 @@ def recheck(run_dir: Path, baseline: Path | None = None) -> tuple[Verdict, str]:
     TensorFlow; rewrite its summary.json, summary.md and report.html. Returns the verdict and its line."""
     from deeprep_report.compare import compare, open_baseline
     from deeprep_report.errors import UserError
-    from deeprep_report.render import REPORT, load_summary, render, stored_pipeline
+    from deeprep_report.render import REPORT, load_summary, open_store, render, stored_pipeline
     from deeprep_report.runfolder import display_path
-    from deeprep_report.store import StoreReader
     from deeprep_report.summary import SCHEMA_VERSION, write_json
 
     run_dir = Path(run_dir)
@@ -109,7 +108,7 @@ def recheck(run_dir: Path, baseline: Path | None = None) -> tuple[Verdict, str]:
     if summary["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
                         f"run the pipeline again with this deeprep to check it")
-    with StoreReader(run_dir / "activations.h5") as store:
+    with open_store(run_dir) as store:
         pipeline = stored_pipeline(store, run_dir)
         comparison = summary.get("comparison")
         if baseline is not None:

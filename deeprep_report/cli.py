@@ -36,9 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--debug", action="store_true", help="tracebacks and TensorFlow output on stderr")
         return sub
 
-    def audit_options(sub: argparse.ArgumentParser) -> None:
+    def baseline_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--baseline", type=Path, metavar="RUN_DIR",
                          help="compare with this finished run (overrides compare.baseline)")
+
+    def audit_options(sub: argparse.ArgumentParser) -> None:
+        baseline_option(sub)
         sub.add_argument("--fail-on", choices=("fail", "warn", "never"), default="fail",
                          help="exit 1 on failed fail-severity checks (default), also on warnings and "
                               "unevaluated checks (warn), or never")
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="re-extract every pair even when a run in the output folder could be reused")
     audit_options(run)
-    pipeline_command("validate", "check the config, files, models and layers without extracting")
+    baseline_option(pipeline_command("validate", "check the config, files, models, layers and baseline without "
+                                                 "extracting"))
     render = commands.add_parser("render", help="rebuild report.html from a run folder (no TensorFlow)",
                                  description="rebuild report.html from a run folder's summary.json and activations.h5")
     render.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
@@ -105,10 +109,7 @@ def _run(args: argparse.Namespace, run_log: logs.RunLog) -> int:
     from deeprep_report.kernels import warm_up_in_background
     from deeprep_report.tf_runtime import import_tensorflow
 
-    overrides = list(args.overrides)
-    if args.baseline is not None:  # a JSON string is YAML: any path survives the override parser
-        overrides.append(f"compare.baseline={json.dumps(str(args.baseline.resolve()))}")
-    config = load_config(args.pipeline, overrides)
+    config = load_config(args.pipeline, _overrides(args))
     warm_up_in_background()  # overlaps numba's cache loading with TensorFlow's import
     import_tensorflow(quiet=not args.debug)
     from deeprep_report.runner import run_pipeline
@@ -116,6 +117,14 @@ def _run(args: argparse.Namespace, run_log: logs.RunLog) -> int:
     result = run_pipeline(config, run_log, out=args.out, bar=False if args.quiet else None, force=args.force)
     print(result.verdict_line)
     return result.verdict.exit_code(args.fail_on)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items, plus ``--baseline`` as the ``compare.baseline`` override it is."""
+    overrides = list(args.overrides)
+    if args.baseline is not None:  # a JSON string is YAML: any path survives the override parser
+        overrides.append(f"compare.baseline={json.dumps(str(args.baseline.resolve()))}")
+    return overrides
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -139,7 +148,7 @@ def _validate(args: argparse.Namespace) -> int:
     from deeprep_report.config import load_config
     from deeprep_report.tf_runtime import import_tensorflow
 
-    config = load_config(args.pipeline, args.overrides)
+    config = load_config(args.pipeline, _overrides(args))
     import_tensorflow(quiet=not args.debug)
     from deeprep_report.plan import make_plan
 

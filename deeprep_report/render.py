@@ -38,14 +38,7 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
     """Write ``run_dir/report.html`` (atomically) and return its path."""
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
-    store_path = run_dir / "activations.h5"
-    if not store_path.is_file():
-        raise UserError(f"{run_dir}: no activations.h5, so there is nothing to render from")
-    try:
-        store = StoreReader(store_path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{store_path}: cannot read the store: {exc}") from None
-    with store:
+    with open_store(run_dir) as store:
         settings = stored_settings(store, run_dir, overrides)
         environment = template_environment(settings)
         context = build(summary, store, settings)
@@ -66,6 +59,17 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
         log.warning("report.html is %.1f MB, over report.size_budget_mb (%.1f MB): show fewer layers "
                     "(report.layers) or smaller galleries (report.gallery)", size, settings.size_budget_mb)
     return target
+
+
+def open_store(run_dir: Path) -> StoreReader:
+    """A finished run's activations.h5 for reading, or a one-line error saying why it cannot be read."""
+    store_path = Path(run_dir) / "activations.h5"
+    if not store_path.is_file():
+        raise UserError(f"{run_dir}: no activations.h5, so there is nothing to work from")
+    try:
+        return StoreReader(store_path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{store_path}: cannot read the store: {exc}") from None
 
 
 def load_summary(run_dir: Path) -> dict:

@@ -77,10 +77,11 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
         timings["total"] = time.perf_counter() - clock
         summary = _summary(config, target, started, timings, resolved, results)
+        mark = time.perf_counter()
         comparison = _compare(store, summary, plan.baseline, config) if plan.baseline else None
         verdict = audit(summary, config.pipeline, comparison)
-        timings["total"] = time.perf_counter() - clock
-        summary["run"]["seconds"] = timings["total"]
+        summary["timings"]["audit"] = time.perf_counter() - mark
+        summary["timings"]["total"] = summary["run"]["seconds"] = time.perf_counter() - clock
         write_json(folder.staged("summary.json"), summary)
         report = target / (REPORT if config.pipeline.report.enabled else "summary.json")
         write_markdown(folder.staged(MARKDOWN), summary, display_path(report))

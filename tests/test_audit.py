@@ -130,6 +130,9 @@ def test_check_command_reevaluates_without_tensorflow(capsys, project):
     assert [layer["cka"] for layer in compared["layers"]] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
     missing = run(capsys, ["check", str(project / "nowhere")])
     assert missing == (2, "", f"error: {project / 'nowhere'}: no such run folder\n")
+    (run_dir / "activations.h5").unlink()
+    assert run(capsys, ["check", str(run_dir)]) == (
+        2, "", f"error: {run_dir}: no activations.h5, so there is nothing to work from\n")
 
 
 # -- baseline comparison ------------------------------------------------------------------------------------------
@@ -184,6 +187,7 @@ def test_baseline_on_other_data_or_rows_is_a_clear_error(capsys, project):
                         r"run's \(60 rows, sha256:\w{12}… here; 60 rows, sha256:\w{12}… there\): a comparison needs "
                         r"the same samples\n", err), err
     assert not (project / "outputs/nightly").exists()
+    assert run(capsys, ["validate", str(current), "--baseline", str(baseline)])[2] == err  # caught before extracting
     # a finished run on other rows of the same data cannot be checked against it
     np.savez(project / "data.npz", **zoo.data(60))
     other_rows = pipeline(project, "rows.yaml", run={"name": "rows", "seed": 7},
