@@ -94,9 +94,10 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
-def recheck(run_dir: Path, baseline: Path | None = None) -> tuple[Verdict, str]:
-    """``deeprep check``: re-evaluate a finished run's checks (against ``baseline`` when given) without
-    TensorFlow; rewrite its summary.json, summary.md and report.html. Returns the verdict and its line."""
+def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str] = ()) -> tuple[Verdict, str]:
+    """``deeprep check``: re-evaluate a finished run's checks (against ``baseline`` when given, with the stored
+    config's ``overrides``, e.g. other thresholds) without TensorFlow; rewrite its summary.json, summary.md and
+    report.html. Returns the verdict and its line."""
     from deeprep_report.compare import compare, open_baseline
     from deeprep_report.errors import UserError
     from deeprep_report.render import REPORT, load_summary, open_store, render, stored_pipeline
@@ -109,7 +110,7 @@ def recheck(run_dir: Path, baseline: Path | None = None) -> tuple[Verdict, str]:
         raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
                         f"run the pipeline again with this deeprep to check it")
     with open_store(run_dir) as store:
-        pipeline = stored_pipeline(store, run_dir)
+        pipeline = stored_pipeline(store, run_dir, overrides)
         comparison = summary.get("comparison")
         if baseline is not None:
             comparison = compare(store, summary, open_baseline(baseline), pipeline.analysis)

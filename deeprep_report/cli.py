@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="re-evaluate the checks of a finished run from its summary.json and "
                                             "activations.h5; update summary.json, summary.md and report.html")
     check.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override a setting of the stored config, e.g. --set 'checks=[{rule: nan_inf}]'")
     audit_options(check)
     check.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     check.add_argument("--debug", action="store_true", help="tracebacks on stderr")
@@ -131,7 +133,7 @@ def _check(args: argparse.Namespace) -> int:
     from deeprep_report.audit import recheck
 
     logs.release_console()
-    verdict, line = recheck(args.run_dir, args.baseline)
+    verdict, line = recheck(args.run_dir, args.baseline, args.overrides)
     print(line)
     return verdict.exit_code(args.fail_on)
 

@@ -128,6 +128,13 @@ def test_check_command_reevaluates_without_tensorflow(capsys, project):
     assert main(["check", str(run_dir), "--baseline", str(run_dir), "--quiet"]) == 1
     compared = summary_of(run_dir)["comparison"]["pairs"][0]
     assert [layer["cka"] for layer in compared["layers"]] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
+    # other thresholds without re-running: the stored config with an override
+    relaxed = run(capsys, ["check", str(run_dir), "--quiet", "--set", "checks=[{rule: dead_units, max: 0.3}]"])
+    assert relaxed[:2] == (0, f"PASS 0 checks failed, 0 warnings — {run_dir}/report.html\n")
+    assert summary_of(run_dir)["checks"]["definitions"][0]["max"] == 0.3
+    assert run(capsys, ["check", str(run_dir), "--set", "checks=[{rule: dead}]"])[2] == (
+        "error: --set checks=[{rule: dead}]: unknown rule 'dead'; expected one of: dead_units, "
+        "nan_inf, saturation, collapse, probe_accuracy, probe_monotonic, drift, stat_drift\n")
     missing = run(capsys, ["check", str(project / "nowhere")])
     assert missing == (2, "", f"error: {project / 'nowhere'}: no such run folder\n")
     (run_dir / "activations.h5").unlink()
