@@ -39,23 +39,25 @@ def cache_key(model_fingerprint: str, data_fingerprint: str, rows: np.ndarray, l
     return "sha256:" + digest.hexdigest()
 
 
-def find(output_dir: Path, key: str) -> tuple[Path, str] | None:
-    """The newest finished run under ``output_dir`` holding a pair with ``key``: (store path, pair group).
+def stored_pairs(output_dir: Path) -> dict[str, tuple[Path, str]]:
+    """Cache key → (store path, pair group) of every pair of the finished runs under ``output_dir``; the
+    newest store wins a key. Read once per run (attributes only).
 
     The run folder being rewritten counts too: its previous store stays in place until the new run publishes.
     """
-    for path in sorted(output_dir.glob("*/activations.h5"), key=lambda p: p.stat().st_mtime, reverse=True):
+    found: dict[str, tuple[Path, str]] = {}
+    for path in sorted(output_dir.glob("*/activations.h5"), key=lambda p: p.stat().st_mtime):
         if not (path.parent / "summary.json").is_file():
             continue
         try:
             with h5py.File(path, "r") as store:
                 for model, dataset in json.loads(store.attrs.get("pairs", "[]")):
                     group = store.get(pair_key(model, dataset))
-                    if group is not None and group.attrs.get("cache_key") == key:
-                        return path, group.name
+                    if group is not None and "cache_key" in group.attrs:
+                        found[group.attrs["cache_key"]] = (path, group.name)
         except (OSError, ValueError, KeyError) as exc:  # a store being written, or not a deeprep store
             log.debug("cache: %s not usable: %s", path, exc)
-    return None
+    return found
 
 
 def copy_pair(source: Path, group: str, target: h5py.File, destination: str) -> None:

@@ -17,6 +17,7 @@ from deeprep_report.config import (
     SaturationCheck, StatDriftCheck,
 )
 from deeprep_report.selectors import select
+from deeprep_report.summary import audited_pairs
 
 PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
 
@@ -54,11 +55,17 @@ class Verdict:
 
     def line(self, where: str) -> str:
         """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``."""
+        return f"{self.status} {self.counts()} — {where}"
+
+    def counts(self, with_passed: bool = False) -> str:
+        """``2 checks failed, 3 warnings[, 9 passed][, 1 not evaluated]``."""
         parts = [f"{self.failed} check{'s' if self.failed != 1 else ''} failed",
                  f"{self.warnings} warning{'s' if self.warnings != 1 else ''}"]
+        if with_passed:
+            parts.append(f"{self.passed} passed")
         if self.not_evaluated:
             parts.append(f"{self.not_evaluated} not evaluated")
-        return f"{self.status} {', '.join(parts)} — {where}"
+        return ", ".join(parts)
 
 
 def default_checks(summary: dict[str, Any], comparison: dict[str, Any] | None,
@@ -86,11 +93,10 @@ def default_checks(summary: dict[str, Any], comparison: dict[str, Any] | None,
 
 def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[str, Any] | None) -> list[CheckResult]:
     """Every check on every audited pair (random baselines are not audited)."""
-    baselines = {m["name"] for m in summary["models"] if m.get("baseline_of")}
     results: list[CheckResult] = []
     for check in checks:
-        for pair in summary["pairs"]:
-            if pair["model"] not in baselines and (check.datasets == "all" or pair["dataset"] in check.datasets):
+        for pair in audited_pairs(summary):
+            if check.datasets == "all" or pair["dataset"] in check.datasets:
                 try:
                     results += list(_RULES[type(check)](check, pair, comparison))
                 except _Missing as missing:

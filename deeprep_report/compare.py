@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 
 from deeprep_report.analysis.cka import choose_estimator, paired_cka
-from deeprep_report.config import AnalysisSection
+from deeprep_report.config import LAYER_STATISTICS, AnalysisSection
 from deeprep_report.errors import UserError
 from deeprep_report.store import StoreReader, h5_name
-
-STATISTICS = ("mean", "std", "min", "max", "zero_fraction", "nonfinite_fraction", "saturation_fraction",
-              "dead_fraction")
+from deeprep_report.summary import audited_pairs
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def compare(store: StoreReader, summary: dict[str, Any], baseline: Baseline, set
     pairs = []
     with StoreReader(baseline.store_path) as old:
         for (model, dataset), (old_model, _) in matches.items():
-            _same_rows(store, old, dataset, baseline.folder)
+            _same_samples(store, old, summary, baseline, dataset)
             pairs.append(_compare_pair(store, old, audited[(model, dataset)], reference[(old_model, dataset)],
                                        settings))
     run = baseline.summary["run"]
@@ -85,8 +83,7 @@ def compare(store: StoreReader, summary: dict[str, Any], baseline: Baseline, set
 
 
 def _audited(summary: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    baselines = {m["name"] for m in summary["models"] if m.get("baseline_of")}
-    return {(p["model"], p["dataset"]): p for p in summary["pairs"] if p["model"] not in baselines}
+    return {(p["model"], p["dataset"]): p for p in audited_pairs(summary)}
 
 
 def _match_pairs(current: dict, reference: dict) -> dict[tuple[str, str], tuple[str, str]]:
@@ -100,11 +97,26 @@ def _match_pairs(current: dict, reference: dict) -> dict[tuple[str, str], tuple[
     return matches
 
 
-def _same_rows(store: StoreReader, old: StoreReader, dataset: str, folder: Path) -> None:
+def data_difference(name: str, here: tuple[str, int], there: tuple[str, int]) -> str | None:
+    """Why dataset ``name`` (fingerprint, rows in the source) here is not the baseline's, or None."""
+    if here == there:
+        return None
+    return (f"dataset {name!r} differs from the baseline run's ({here[1]} rows, {here[0][:19]}… here; {there[1]} rows, "
+            f"{there[0][:19]}… there): a comparison needs the same samples")
+
+
+def _same_samples(store: StoreReader, old: StoreReader, summary: dict[str, Any], baseline: Baseline,
+                  dataset: str) -> None:
+    """The same data and the same rows in both runs (the plan ensures it for a run; ``deeprep check`` may not)."""
+    here, there = ({d["name"]: (d["fingerprint"], d["n_rows"]) for d in s["datasets"]}[dataset]
+                   for s in (summary, baseline.summary))
+    problem = data_difference(dataset, here, there)
+    if problem:
+        raise UserError(f"baseline {baseline.folder}: {problem}")
     key = f"datasets/{h5_name(dataset)}/index"
     if not np.array_equal(store.file[key][()], old.file[key][()]):
-        raise UserError(f"baseline {folder}: dataset {dataset!r} was run on other rows than this run; a comparison "
-                        f"needs the same samples (run with --baseline so the baseline's rows are reused)")
+        raise UserError(f"baseline {baseline.folder}: dataset {dataset!r} was run on other rows than this run; a "
+                        f"comparison needs the same samples (run with --baseline so the baseline's rows are reused)")
 
 
 def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any], reference: dict[str, Any],
@@ -122,7 +134,7 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
             "path": path,
             "cka": _cka(x, y, settings),
             "stats": {name: _change(old_layers[path]["stats"][name], new_layers[path]["stats"][name])
-                      for name in STATISTICS},
+                      for name in LAYER_STATISTICS},
             "probe": _change(probes_then.get(path), probes_now.get(path)) if path in probes_now and path in probes_then
             else None,
         })

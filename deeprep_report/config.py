@@ -266,6 +266,9 @@ class ReportSection(_Strict):
 
 
 Severity = Literal["warn", "fail"]
+#: Per-layer statistics of summary.json that a comparison with a baseline reports and ``stat_drift`` can check.
+LAYER_STATISTICS = ("mean", "std", "min", "max", "zero_fraction", "nonfinite_fraction", "saturation_fraction",
+                    "dead_fraction")
 
 
 class _Check(_Strict):
@@ -330,8 +333,7 @@ class StatDriftCheck(_Check):
     """A layer statistic changes by at most ``max`` (relative to the baseline's value)."""
 
     rule: Literal["stat_drift"]
-    statistic: Literal["mean", "std", "min", "max", "zero_fraction", "nonfinite_fraction", "saturation_fraction",
-                       "dead_fraction"] = Field(description="The layer statistic compared.")
+    statistic: Literal[LAYER_STATISTICS] = Field(description="The layer statistic compared.")
     max: float = Field(gt=0, description="Largest allowed |current − baseline| / |baseline|.")
 
 

@@ -41,9 +41,10 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
     for model in plan.models:
         _write_model(store, model)
     stored_inputs: set[tuple[str, str]] = set()
+    reusable = cache.stored_pairs(reuse_from) if reuse_from is not None else {}
     for pair in plan.pairs:
         key = pair_cache_key(pair, plan.config.pipeline)
-        found = cache.find(reuse_from, key) if reuse_from is not None else None
+        found = reusable.get(key)
         if found is None:
             extract_pair(pair, store, plan.config.pipeline.stats, stored_inputs, bar)
         else:

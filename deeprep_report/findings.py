@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from deeprep_report.summary import random_twins
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -22,7 +24,7 @@ def find(summary: dict[str, Any], saturation_at_least: float, anchors: dict[tupl
     ``anchors`` maps (model, dataset, layer path) to the id of that layer's section.
     """
     found: list[Finding] = []
-    baselines = {model["name"] for model in summary["models"] if model.get("baseline_of")}
+    baselines = random_twins(summary)
     for dataset in summary["datasets"]:
         if dataset["nonfinite_inputs"]:
             found.append(Finding("non-finite inputs", dataset["name"],

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deeprep_report.compare import Baseline, open_baseline
+from deeprep_report.compare import Baseline, data_difference, open_baseline
 from deeprep_report.config import Config
 from deeprep_report.errors import first_line
 from deeprep_report.layers import LayerGraph, LayerInfo, SelectionError
@@ -129,10 +129,9 @@ def _baseline_rows(config: Config, name: str, n_rows: int, fingerprint: str,
                    reference: tuple[np.ndarray, str, int]) -> np.ndarray:
     """The baseline run's rows of this dataset, if it is the same data; otherwise a one-line error."""
     rows, old_fingerprint, old_rows = reference
-    if old_fingerprint != fingerprint or old_rows != n_rows:
-        raise config.error("compare.baseline", f"dataset {name!r} differs from the baseline run's ({n_rows} rows, "
-                           f"{fingerprint[:19]}… here; {old_rows} rows, {old_fingerprint[:19]}… there): a comparison "
-                           "needs the same samples")
+    problem = data_difference(name, (fingerprint, n_rows), (old_fingerprint, old_rows))
+    if problem:
+        raise config.error("compare.baseline", problem)
     log.info("dataset %s: the baseline run's %d rows are reused", name, len(rows))
     return rows
 

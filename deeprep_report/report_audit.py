@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deeprep_report import figures
-from deeprep_report.checks import FAIL, NOT_EVALUATED, PASS
+from deeprep_report.checks import FAIL, NOT_EVALUATED, PASS, Verdict
 
 Draw = Callable[[str, str, str, Callable[[], str]], Any]
 #: Order of check results in the report: what needs attention first.
@@ -27,18 +27,13 @@ def checks_context(summary: dict[str, Any], anchors: dict[tuple[str, str, str], 
     checks = summary.get("checks")
     if not checks:
         return None
-    verdict = checks["verdict"]
+    verdict = Verdict(**checks["verdict"])
     rows = []
     for result in sorted(checks["results"], key=lambda r: _ORDER[(r["severity"], r["status"])]):
         label = ("FAIL" if result["severity"] == "fail" else "warn") if result["status"] == FAIL else result["status"]
         rows.append({**result, "label": label, "css": label.lower().replace(" ", "-"),
                      "anchor": anchors.get((result["model"], result["dataset"], result["layer"]), "")})
-    counts = [f"{verdict['failed']} check{'s' if verdict['failed'] != 1 else ''} failed",
-              f"{verdict['warnings']} warning{'s' if verdict['warnings'] != 1 else ''}",
-              f"{verdict['passed']} passed"]
-    if verdict["not_evaluated"]:
-        counts.append(f"{verdict['not_evaluated']} not evaluated")
-    return {"status": verdict["status"], "text": f"{verdict['status']}: {', '.join(counts)}.",
+    return {"status": verdict.status, "text": f"{verdict.status}: {verdict.counts(with_passed=True)}.",
             "defaults": checks["defaults"], "rows": rows,
             "problems": sum(row["status"] != PASS for row in rows)}
 

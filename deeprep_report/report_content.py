@@ -31,6 +31,7 @@ from deeprep_report.config import ReportSection
 from deeprep_report.findings import find
 from deeprep_report.selectors import select
 from deeprep_report.store import StoreReader, h5_name, pair_key
+from deeprep_report.summary import audited_pairs, random_twins
 
 log = logging.getLogger("deeprep")
 
@@ -63,14 +64,14 @@ class _Builder:
         self.failed: list[str] = []
         self.datasets = {d["name"]: d for d in summary["datasets"]}
         #: random-weights twins: their pairs appear only as the comparison curves of their trained model
-        self.baselines = {m["name"]: m["baseline_of"] for m in summary["models"] if m.get("baseline_of")}
+        self.baselines = random_twins(summary)
         self.twin_pairs = {(self.baselines[p["model"]], p["dataset"]): p for p in summary["pairs"]
                            if p["model"] in self.baselines}
 
     def context(self) -> dict[str, Any]:
         models = [self._model(m) for m in self.summary["models"]]
         datasets = [self._dataset(d) for d in self.summary["datasets"]]
-        audited = [pair for pair in self.summary["pairs"] if pair["model"] not in self.baselines]
+        audited = audited_pairs(self.summary)
         pairs = [self._pair(index, pair) for index, pair in enumerate(audited)]
         anchors = {(p["model"], p["dataset"], layer["path"]): layer["id"] for p in pairs for layer in p["layers"]}
         findings = find(self.summary, self.settings.saturation_finding, anchors)
@@ -199,7 +200,7 @@ class _Builder:
                 f"Held-out probe accuracy of each layer on {pair['dataset']} and on {transfer['dataset']}, a labelled "
                 f"task the model was not trained on: the depth where the second curve peaks transfers best.",
                 lambda: figures.depth_profile(names, {
-                    pair["dataset"]: [p["accuracy"] if p else None for p in analysis["probe"]],
+                    pair["dataset"]: series("probe", "accuracy")["trained"],
                     transfer["dataset"]: _align(names, transfer["layers"], transfer["accuracy"])}, "probe accuracy"))
         if analysis.get("cka"):
             cka = analysis["cka"]

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from deeprep_report import __version__
+from deeprep_report.checks import CheckResult, verdict
 from deeprep_report.errors import UserError
 
 log = logging.getLogger("deeprep")
@@ -45,14 +46,11 @@ def write_pairs_index(run_dir: Path, summary: dict[str, Any], anchors: dict[tupl
     results = (summary.get("checks") or {}).get("results", [])
     rows = []
     for (model, dataset), anchor in anchors.items():
-        mine = [r for r in results if r["model"] == model and r["dataset"] == dataset]
-        failed = sum(r["status"] == "fail" and r["severity"] == "fail" for r in mine)
-        warned = sum(r["status"] == "fail" and r["severity"] == "warn" for r in mine)
-        status = "FAIL" if failed else ("WARN" if warned else ("PASS" if mine else "–"))
+        mine = verdict([CheckResult(**r) for r in results if r["model"] == model and r["dataset"] == dataset])
         pair = next(p for p in summary["pairs"] if p["model"] == model and p["dataset"] == dataset)
         rows.append({"when": summary["run"]["started"], "name": f"{model} × {dataset}",
-                     "href": f"report.html#{anchor}", "status": status,
-                     "detail": f"{failed} failed, {warned} warnings; {pair['n_samples']:,} samples, "
+                     "href": f"report.html#{anchor}", "status": mine.status if results else "–",
+                     "detail": f"{mine.failed} failed, {mine.warnings} warnings; {pair['n_samples']:,} samples, "
                                f"{len(pair['layers'])} layers"})
     return _write(run_dir / INDEX, {
         "title": f"deeprep run {summary['run']['name']}: {len(rows)} model × dataset pairs",

@@ -33,12 +33,8 @@ class RunResult:
     path: Path
     summary: dict[str, Any]
     verdict: Verdict
-
-    @property
-    def verdict_line(self) -> str:
-        """``PASS 0 checks failed, 1 warning — outputs/digits-demo/report.html``."""
-        return self.verdict.line(display_path(self.path / (REPORT if (self.path / REPORT).exists() else
-                                                           "summary.json")))
+    #: ``PASS 0 checks failed, 1 warning — outputs/digits-demo/report.html`` (the report, else summary.json)
+    verdict_line: str
 
 
 def run_folder_for(config: Config, out: Path | None) -> Path:
@@ -75,7 +71,6 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         results = analyze(store, config.pipeline.analysis, config.pipeline.run.seed)
         timings["analyze"] = time.perf_counter() - mark
         folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
-        timings["total"] = time.perf_counter() - clock
         summary = _summary(config, target, started, timings, resolved, results)
         mark = time.perf_counter()
         comparison = _compare(store, summary, plan.baseline, config) if plan.baseline else None
@@ -83,16 +78,17 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         summary["timings"]["audit"] = time.perf_counter() - mark
         summary["timings"]["total"] = summary["run"]["seconds"] = time.perf_counter() - clock
         write_json(folder.staged("summary.json"), summary)
-        report = target / (REPORT if config.pipeline.report.enabled else "summary.json")
-        write_markdown(folder.staged(MARKDOWN), summary, display_path(report))
+        where = display_path(target / (REPORT if config.pipeline.report.enabled else "summary.json"))
+        write_markdown(folder.staged(MARKDOWN), summary, where)
+        line = verdict.line(where)
         if config.pipeline.report.enabled:
             mark = time.perf_counter()
             render(folder.stage)
             log.info("report rendered in %.1f s", time.perf_counter() - mark)
-        log.info("run finished in %.1f s: %s", time.perf_counter() - clock, verdict.line(display_path(report)))
+        log.info("run finished in %.1f s: %s", time.perf_counter() - clock, line)
         run_log.detach()
         folder.publish(list(RUN_FILES))
-    return RunResult(target, summary, verdict)
+    return RunResult(target, summary, verdict, line)
 
 
 def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config) -> dict[str, Any]:
@@ -151,7 +147,7 @@ def _summary(config: Config, target: Path, started: str, timings: dict[str, floa
         "tool": {"name": "deeprep-report", "version": __version__},
         "run": {
             "name": config.pipeline.run.name, "started": started, "finished": utc_now(),
-            "seconds": timings["total"], "seed": config.pipeline.run.seed,
+            "seconds": None, "seed": config.pipeline.run.seed,  # set, with timings.total, after the audit
             "pipeline_file": str(Path(config.source).resolve()), "folder": str(target.resolve()),
         },
         "provenance": {

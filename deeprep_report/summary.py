@@ -24,6 +24,20 @@ READABLE_VERSIONS = (1, 2, 3)
 NONFINITE_NOTE = "NaN and +/-Infinity are written as null"
 
 
+def random_twins(summary: dict[str, Any]) -> dict[str, str]:
+    """Random-weights twin models of a summary (``<model>@random``) → the trained model each belongs to.
+
+    Their pairs are comparison curves, never audited: no findings, checks or baseline comparison.
+    """
+    return {model["name"]: model["baseline_of"] for model in summary["models"] if model.get("baseline_of")}
+
+
+def audited_pairs(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pairs of trained models, in run order (random twins left out)."""
+    twins = random_twins(summary)
+    return [pair for pair in summary["pairs"] if pair["model"] not in twins]
+
+
 def to_json_value(value: Any) -> Any:
     """Plain JSON data: numpy scalars and arrays unwrapped, non-finite floats as None."""
     if isinstance(value, dict):
