@@ -82,7 +82,7 @@ def child(mode: str, model: str, data: Path, n: int, workdir: Path) -> dict:
     from deeprep_report.tf_runtime import import_tensorflow
 
     if mode == "deeprep":  # as `deeprep run` does: load the kernels while TensorFlow imports
-        from deeprep_report.kernels import warm_up_in_background
+        from deeprep_report.extract.kernels import warm_up_in_background
 
         warm_up_in_background()
     import_tensorflow()
@@ -97,8 +97,8 @@ def child(mode: str, model: str, data: Path, n: int, workdir: Path) -> dict:
         import yaml
 
         from deeprep_report.config import load_config
-        from deeprep_report.extract import extract
-        from deeprep_report.plan import make_plan
+        from deeprep_report.extract.extract import extract
+        from deeprep_report.extract.plan import make_plan
         from deeprep_report.store import StoreWriter
 
         source = {"builtin": "digits_cnn"} if model == "demo" else {

@@ -1,9 +1,12 @@
 """deeprep-report: audit what a Keras model has learned, layer by layer.
 
-The pipeline has four stages, one module each: ``config`` (validate the
-pipeline file), ``plan`` (load models and datasets, resolve layers), ``extract``
-(stream batches through the model into HDF5 while accumulating statistics) and
-``analyze`` (turn the stored accumulators into statistics and ``summary.json``).
+One sub-package per stage of the pipeline, each importing only earlier ones:
+``config`` (validate the pipeline file), ``sources`` (models and datasets),
+``stats`` (the mergeable statistics), ``store`` (the run's files), ``extract``
+(plan, then stream batches through the model into HDF5), ``analysis`` (unit
+statistics, depth analysis), ``audit`` (checks, baseline, verdict) and
+``report`` (report.html). ``runner`` runs them in order; ``cli`` is thin over it.
+The layout and its rules: docs/design.md.
 """
 
 __version__ = "0.1.0"

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, run_log: logs.RunLog) -> int:
     from deeprep_report.config import load_config
-    from deeprep_report.kernels import warm_up_in_background
+    from deeprep_report.extract.kernels import warm_up_in_background
     from deeprep_report.tf_runtime import import_tensorflow
 
     config = load_config(args.pipeline, _overrides(args))
@@ -130,7 +130,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from deeprep_report.audit import recheck
+    from deeprep_report.runner import recheck
 
     logs.release_console()
     verdict, line = recheck(args.run_dir, args.baseline, args.overrides)
@@ -139,7 +139,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from deeprep_report.runindex import write_index
+    from deeprep_report.report.index import write_index
 
     logs.release_console()
     print(f"done: {write_index(args.output_dir)}")
@@ -152,7 +152,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     config = load_config(args.pipeline, _overrides(args))
     import_tensorflow(quiet=not args.debug)
-    from deeprep_report.plan import make_plan
+    from deeprep_report.extract.plan import make_plan
 
     plan = make_plan(config)
     logs.release_console()
@@ -163,7 +163,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from deeprep_report.render import render
+    from deeprep_report.report.render import render
 
     logs.release_console()
     print(f"done: {render(args.run_dir, args.overrides)}")

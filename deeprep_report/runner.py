@@ -1,4 +1,8 @@
-"""``deeprep run``: config -> plan -> extract -> analyze, into an atomically published run folder."""
+"""The commands that run stages in order: ``deeprep run`` (config -> plan -> extract -> analyze -> audit ->
+render, into an atomically published run folder) and ``deeprep check`` (audit -> render on a stored run).
+
+The extract stage imports TensorFlow, so it is imported inside :func:`run_pipeline`; ``deeprep check``
+never loads it."""
 
 from __future__ import annotations
 
@@ -8,19 +12,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from deeprep_report import __version__
-from deeprep_report.analyze import analyze
-from deeprep_report.audit import MARKDOWN, audit, write_markdown
-from deeprep_report.checks import Verdict
+from deeprep_report.analysis.analyze import analyze
+from deeprep_report.audit.audit import audit
+from deeprep_report.audit.compare import compare
+from deeprep_report.audit.markdown import MARKDOWN, write_markdown
+from deeprep_report.audit.verdict import Verdict
 from deeprep_report.config import Config
 from deeprep_report.errors import UserError
 from deeprep_report.logs import RunLog, release_console
-from deeprep_report.provenance import package_versions, platform_info, utc_now
-from deeprep_report.render import REPORT, render
-from deeprep_report.runfolder import RunFolder, display_path
-from deeprep_report.summary import NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, to_json_value, write_json
+from deeprep_report.report.render import REPORT, render
+from deeprep_report.store import (
+    NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, RunFolder, StoreReader, StoreWriter, display_path, load_summary,
+    open_baseline, open_store, package_versions, platform_info, stored_pipeline, to_json_value, utc_now, write_json,
+)
 
 log = logging.getLogger("deeprep")
 
@@ -51,7 +58,7 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
 
     ``force`` re-extracts every pair even when a stored run in the output folder could be reused.
     """
-    from deeprep_report.plan import make_plan
+    from deeprep_report.extract.plan import make_plan
 
     clock = time.perf_counter()
     started = utc_now()
@@ -92,9 +99,6 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
 
 
 def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config) -> dict[str, Any]:
-    from deeprep_report.compare import compare
-    from deeprep_report.store import StoreReader
-
     mark = time.perf_counter()
     with StoreReader(store) as reader:
         comparison = compare(reader, summary, baseline, config.pipeline.analysis)
@@ -104,8 +108,7 @@ def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config
 
 def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool | None,
                   reuse_from: Path | None) -> None:
-    from deeprep_report.extract import extract
-    from deeprep_report.store import StoreWriter
+    from deeprep_report.extract.extract import extract
 
     config = plan.config
     store = StoreWriter(path, config.pipeline.store)
@@ -157,3 +160,26 @@ def _summary(config: Config, target: Path, started: str, timings: dict[str, floa
         "timings": timings,
         **results,
     })  # plain JSON values from here on: checks and comparison read what summary.json will say
+
+
+def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str] = ()) -> tuple[Verdict, str]:
+    """``deeprep check``: re-evaluate a finished run's checks (against ``baseline`` when given, with the stored
+    config's ``overrides``, e.g. other thresholds) without TensorFlow; rewrite its summary.json, summary.md and
+    report.html. Returns the verdict and its line."""
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    if summary["schema_version"] != SCHEMA_VERSION:
+        raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
+                        f"run the pipeline again with this deeprep to check it")
+    with open_store(run_dir) as store:
+        pipeline = stored_pipeline(store, run_dir, overrides)
+        comparison = summary.get("comparison")
+        if baseline is not None:
+            comparison = compare(store, summary, open_baseline(baseline), pipeline.analysis)
+    verdict = audit(summary, pipeline, comparison)
+    write_json(run_dir / "summary.json", summary)
+    report = run_dir / (REPORT if (run_dir / REPORT).exists() else "summary.json")
+    write_markdown(run_dir / MARKDOWN, summary, display_path(report))
+    if report.name == REPORT:
+        render(run_dir)
+    return verdict, verdict.line(display_path(report))

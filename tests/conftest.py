@@ -58,7 +58,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tupl
 
 def verdict_line(run_dir: Path, target: str = "report.html") -> str:
     """The verdict line ``deeprep run``/``check`` print for a run folder, from its summary.json."""
-    from deeprep_report.checks import Verdict
+    from deeprep_report.audit.verdict import Verdict
 
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     return Verdict(**summary["checks"]["verdict"]).line(str(run_dir / target))

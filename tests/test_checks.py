@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from deeprep_report.audit import markdown
-from deeprep_report.checks import FAIL, NOT_EVALUATED, PASS, Verdict, default_checks, evaluate, summarise, verdict
+from deeprep_report.audit.checks import default_checks, evaluate, summarise
+from deeprep_report.audit.markdown import markdown
+from deeprep_report.audit.verdict import FAIL, NOT_EVALUATED, PASS, Verdict, verdict
 from deeprep_report.config import Check, validate
 from deeprep_report.errors import ConfigError
 

@@ -14,7 +14,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from deeprep_report.summary import schema, to_json_value
+from deeprep_report.store.summary import schema, to_json_value
 
 ROOT = Path(__file__).resolve().parents[1]
 

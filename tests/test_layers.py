@@ -10,7 +10,7 @@ import models as zoo
 keras = pytest.importorskip("keras")
 from keras import layers  # noqa: E402
 
-from deeprep_report.layers import LayerGraph, SelectionError  # noqa: E402
+from deeprep_report.extract.graph import LayerGraph, SelectionError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

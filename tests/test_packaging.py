@@ -3,6 +3,7 @@ so a package missing from pyproject.toml would otherwise only show up after ``pi
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,19 @@ def test_every_subpackage_is_listed_for_installation():
     found = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "deeprep_report").rglob("__init__.py")}
     assert found <= set(config["packages"])
     assert config["package-dir"]["deeprep_report.templates"] == "templates"
-    shipped = config["package-data"]["deeprep_report.templates"]
-    templates = {path.suffix for path in (ROOT / "templates").iterdir() if path.is_file()}
-    assert {f"*{suffix}" for suffix in templates} <= set(shipped)
+    data = config["package-data"]
+    folders = {package: ROOT.joinpath(*package.split(".")) for package in config["packages"]}
+    folders["deeprep_report.templates"] = ROOT / "templates"
+    for path in [*(ROOT / "deeprep_report").rglob("*"), *(ROOT / "templates").rglob("*")]:
+        if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+            continue
+        package = max((name for name, folder in folders.items() if folder in path.parents),
+                      key=lambda name: len(folders[name].parts))  # the innermost package holding the file
+        relative = path.relative_to(folders[package])
+        assert any(_glob_matches(pattern, relative) for pattern in data.get(package, [])), f"not installed: {path}"
+
+
+def _glob_matches(pattern: str, relative: Path) -> bool:
+    """setuptools' package-data glob: ``*`` stays inside one folder, so ``*.j2`` does not match ``sections/a.j2``."""
+    parts = pattern.split("/")
+    return len(parts) == len(relative.parts) and all(fnmatch.fnmatchcase(p, g) for p, g in zip(relative.parts, parts))

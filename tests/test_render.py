@@ -14,9 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from deeprep_report import figures
+from deeprep_report.report import figures
 from deeprep_report.cli import main
-from deeprep_report.report_content import _heatmap_rows, _spread_by_class, _top_rows, number, percent
+from deeprep_report.report.formatting import number, percent
+from deeprep_report.report.sections.layer import _heatmap_rows, _spread_by_class, _top_rows
 
 from conftest import write_pipeline
 
@@ -215,7 +216,7 @@ def test_render_errors_are_one_line(capsys, tmp_path):
 
 
 def test_top_rows_equal_a_full_sort_whatever_the_chunking(tmp_path, monkeypatch):
-    import deeprep_report.report_content as content
+    import deeprep_report.report.sections.layer as content
 
     values = np.random.default_rng(3).normal(size=(1000, 5)).astype(np.float32)
     values[17, 2] = np.nan

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from deeprep_report.accumulate import LayerAccumulator
+from deeprep_report.extract.accumulate import LayerAccumulator
 from deeprep_report.stats import Histogram, Moments, saturation_thresholds, unit_stats
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from deeprep_report.analysis import cka, classes, geometry, interpret, probes
 from deeprep_report.config import AnalysisSection
-from deeprep_report.store import StoreReader, h5_name, pair_key
+from deeprep_report.store import StoreReader, h5_name, pair_key, to_json_value
 
 log = logging.getLogger("deeprep")
 INPUT = "input"
@@ -287,8 +287,6 @@ def _write(store: StoreReader, model: str, dataset: str, result: dict[str, Any])
 
 
 def _plain(result: dict[str, Any]) -> Any:
-    from deeprep_report.summary import to_json_value
-
     return to_json_value({k: v for k, v in result.items()})
 
 

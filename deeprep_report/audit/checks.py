@@ -1,4 +1,5 @@
-"""Checks of a run and the verdict a scheduled job acts on (definitions in docs/checks.md).
+"""Checks of a run: the default set, each rule's evaluation, the ``checks`` block of summary.json
+(definitions in docs/checks.md).
 
 Checks read only ``summary.json`` (and the comparison with a baseline run), so
 ``deeprep check RUN_DIR`` re-evaluates them without TensorFlow. Each check
@@ -9,63 +10,16 @@ rule, no baseline for a drift rule, the analysis switched off).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any, Iterator, Sequence
 
+from deeprep_report.audit.verdict import FAIL, NOT_EVALUATED, PASS, CheckResult, verdict
 from deeprep_report.config import (
     Check, CollapseCheck, DeadUnitsCheck, DriftCheck, NanInfCheck, ProbeAccuracyCheck, ProbeMonotonicCheck,
     SaturationCheck, StatDriftCheck,
 )
-from deeprep_report.selectors import select
-from deeprep_report.summary import audited_pairs
-
-PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    rule: str
-    model: str
-    dataset: str
-    layer: str | None
-    value: float | None
-    threshold: float | None
-    severity: str
-    status: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """PASS (nothing failed), WARN (only warn-severity checks failed) or FAIL."""
-
-    status: str
-    failed: int
-    warnings: int
-    not_evaluated: int
-    passed: int
-
-    def exit_code(self, fail_on: str) -> int:
-        """1 when the run should fail the job: any failed fail check, or (warn) any failure or unevaluated check."""
-        if fail_on == "never":
-            return 0
-        if fail_on == "warn":
-            return int(self.failed + self.warnings + self.not_evaluated > 0)
-        return int(self.failed > 0)
-
-    def line(self, where: str) -> str:
-        """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``."""
-        return f"{self.status} {self.counts()} — {where}"
-
-    def counts(self, with_passed: bool = False) -> str:
-        """``2 checks failed, 3 warnings[, 9 passed][, 1 not evaluated]``."""
-        parts = [f"{self.failed} check{'s' if self.failed != 1 else ''} failed",
-                 f"{self.warnings} warning{'s' if self.warnings != 1 else ''}"]
-        if with_passed:
-            parts.append(f"{self.passed} passed")
-        if self.not_evaluated:
-            parts.append(f"{self.not_evaluated} not evaluated")
-        return ", ".join(parts)
+from deeprep_report.config.selectors import select
+from deeprep_report.store import audited_pairs
 
 
 def default_checks(summary: dict[str, Any], comparison: dict[str, Any] | None,
@@ -102,15 +56,6 @@ def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[
                 except _Missing as missing:
                     results.append(_result(check, pair, None, None, None, None, str(missing)))
     return results
-
-
-def verdict(results: Sequence[CheckResult]) -> Verdict:
-    failed = sum(r.status == FAIL and r.severity == "fail" for r in results)
-    warnings = sum(r.status == FAIL and r.severity == "warn" for r in results)
-    not_evaluated = sum(r.status == NOT_EVALUATED for r in results)
-    passed = sum(r.status == PASS for r in results)
-    status = "FAIL" if failed else ("WARN" if warnings else "PASS")
-    return Verdict(status, failed, warnings, not_evaluated, passed)
 
 
 def summarise(checks: Sequence[Check], defaults: bool, results: Sequence[CheckResult]) -> dict[str, Any]:

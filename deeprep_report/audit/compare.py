@@ -9,9 +9,6 @@ linear CKA; statistics and probe accuracies are compared from the summaries.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,44 +16,7 @@ import numpy as np
 from deeprep_report.analysis.cka import choose_estimator, paired_cka
 from deeprep_report.config import LAYER_STATISTICS, AnalysisSection
 from deeprep_report.errors import UserError
-from deeprep_report.store import StoreReader, h5_name
-from deeprep_report.summary import audited_pairs
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A finished run folder used as the reference."""
-
-    folder: Path
-    summary: dict[str, Any]
-
-    @property
-    def store_path(self) -> Path:
-        return self.folder / "activations.h5"
-
-    def dataset_rows(self) -> dict[str, tuple[np.ndarray, str, int]]:
-        """Per dataset name: (rows used, data fingerprint, rows in the source)."""
-        out = {}
-        with StoreReader(self.store_path) as store:
-            for dataset in self.summary["datasets"]:
-                rows = store.file[f"datasets/{h5_name(dataset['name'])}/index"][()]
-                out[dataset["name"]] = (rows, dataset["fingerprint"], dataset["n_rows"])
-        return out
-
-
-def open_baseline(folder: str | Path) -> Baseline:
-    """Load a baseline run folder, or say in one line why it cannot serve as one."""
-    folder = Path(folder)
-    summary_path = folder / "summary.json"
-    if not folder.is_dir():
-        raise UserError(f"baseline {folder}: no such run folder")
-    if not summary_path.is_file() or not (folder / "activations.h5").is_file():
-        raise UserError(f"baseline {folder}: not a finished run (summary.json and activations.h5 are needed)")
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"baseline {summary_path}: not readable JSON: {exc}") from None
-    return Baseline(folder.resolve(), summary)
+from deeprep_report.store import Baseline, StoreReader, audited_pairs, data_difference, h5_name
 
 
 def compare(store: StoreReader, summary: dict[str, Any], baseline: Baseline, settings: AnalysisSection) -> dict[str, Any]:
@@ -95,14 +55,6 @@ def _match_pairs(current: dict, reference: dict) -> dict[tuple[str, str], tuple[
         only = next(iter(reference_models))
         matches = {(m, d): (only, d) for (m, d) in current if (only, d) in reference}
     return matches
-
-
-def data_difference(name: str, here: tuple[str, int], there: tuple[str, int]) -> str | None:
-    """Why dataset ``name`` (fingerprint, rows in the source) here is not the baseline's, or None."""
-    if here == there:
-        return None
-    return (f"dataset {name!r} differs from the baseline run's ({here[1]} rows, {here[0][:19]}… here; {there[1]} rows, "
-            f"{there[0][:19]}… there): a comparison needs the same samples")
 
 
 def _same_samples(store: StoreReader, old: StoreReader, summary: dict[str, Any], baseline: Baseline,

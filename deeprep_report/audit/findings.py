@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deeprep_report.summary import random_twins
+from deeprep_report.store import random_twins
 
 
 @dataclass(frozen=True)

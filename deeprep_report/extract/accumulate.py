@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from deeprep_report import kernels
+from deeprep_report.extract import kernels
 from deeprep_report.stats import Histogram, Moments
 
 

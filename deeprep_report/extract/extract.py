@@ -1,40 +1,30 @@
-"""The ``extract`` stage: stream each pair's data through its tap model into the store.
+"""The ``extract`` stage: every dataset's rows, every model's description, then every pair's layers, into the store.
 
-One compiled forward pass per batch returns every selected layer's output; each
-output is folded into its layer's running statistics and written to HDF5 (pooled
-for every sample, full maps for the first ``store.full_samples``), then dropped.
-Peak memory is a few batches of activations, whatever the number of samples.
+A pair whose cache key matches a pair of a finished run in the output folder is
+copied from that run's store (:mod:`deeprep_report.extract.cache`); the others
+are extracted by :func:`deeprep_report.extract.forward.extract_pair`.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import numpy as np
-
-from deeprep_report import __version__, cache
-from deeprep_report.accumulate import LayerAccumulator
-from deeprep_report.config import StatsSection
-from deeprep_report.plan import DatasetEntry, ModelEntry, Pair, Plan
-from deeprep_report.progress import Progress
-from deeprep_report.provenance import utc_now
-from deeprep_report.sources.datasets import batches
-from deeprep_report.stats import saturation_thresholds
+from deeprep_report import __version__
+from deeprep_report.extract import cache
+from deeprep_report.extract.forward import extract_pair
+from deeprep_report.extract.plan import DatasetEntry, ModelEntry, Pair, Plan
 from deeprep_report.store import StoreWriter, h5_name, pair_key
 
 log = logging.getLogger("deeprep")
-
-Forward = Callable[[Any], dict[str, Any]]
 
 
 def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from: Path | None = None) -> None:
     """Write every dataset's rows and labels, every model's description, then every pair's layers.
 
     With ``reuse_from`` (the output folder), a pair whose cache key matches a pair of a finished run there
-    is copied from that run's store instead of extracted (:mod:`deeprep_report.cache`).
+    is copied from that run's store instead of extracted (:mod:`deeprep_report.extract.cache`).
     """
     for data in plan.datasets:
         _write_dataset(store, plan, data)
@@ -57,7 +47,7 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
 
 
 def pair_cache_key(pair: Pair, pipeline: Any) -> str:
-    """What the pair's stored activations depend on (see :func:`deeprep_report.cache.cache_key`)."""
+    """What the pair's stored activations depend on (see :func:`deeprep_report.extract.cache.cache_key`)."""
     settings = {"store": pipeline.store.model_dump(mode="json"), "stats": pipeline.stats.model_dump(mode="json"),
                 "tool_version": __version__}
     return cache.cache_key(pair.model.loaded.fingerprint, pair.data.fingerprint, pair.data.rows,
@@ -106,191 +96,6 @@ def _write_dataset(store: StoreWriter, plan: Plan, data: DatasetEntry) -> None:
         "arrays": {name: {"shape": list(info.shape), "dtype": str(info.dtype)} for name, info in dataset.arrays.items()},
         "nonfinite_inputs": 0,
     })
-
-
-def extract_pair(
-    pair: Pair, store: StoreWriter, stats: StatsSection, stored_inputs: set[tuple[str, str]], bar: bool | None = None
-) -> None:
-    """Run one model over one dataset, writing its selected layers' activations and accumulators.
-
-    Three threads form a pipeline: this one runs the forward pass of batch k+1
-    while a worker folds batch k into the statistics (numba, GIL released) and
-    another writes to HDF5 (h5py releases the GIL). Each worker holds at most a
-    batch or two, so memory stays bounded by the batch size.
-    """
-    model, data = pair.model, pair.data
-    paths = [info.path for info in model.selected]
-    forward = compile_forward(model.graph.tap_model(paths), model.graph.inputs, pair)
-    arrays = sorted(set(pair.binding.values()))
-    new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
-    folding = _Fold(store, pair, paths, stats, _InputStore(store, data, new_inputs) if new_inputs else None)
-    started_at = utc_now()
-    with Progress(len(data.rows), f"{model.name} × {data.name}", bar=bar) as progress:
-        with _Worker(depth=2, name="write") as writes, _Worker(depth=1, name="stats") as statistics:
-            for start, batch in _prefetch(data, arrays):
-                outputs = forward(_structure(model.graph.inputs, pair.binding, batch))
-                statistics.submit(folding.fold, start, batch, outputs, writes)
-                progress.advance(len(next(iter(batch.values()))))
-    folding.finish()
-    stored_inputs.update((data.name, a) for a in new_inputs)
-    store.set_attrs(pair_key(model.name, data.name), {
-        "model": model.name, "dataset": data.name, "n_samples": len(data.rows), "layers": paths,
-        "binding": pair.binding, "started": started_at, "seconds": progress.elapsed,
-        "samples_per_second": progress.rate,
-    })
-
-
-class _Fold:
-    """Folds each batch's layer outputs into the accumulators and hands the results to the writer."""
-
-    def __init__(self, store: StoreWriter, pair: Pair, paths: list[str], stats: StatsSection,
-                 inputs: "_InputStore | None") -> None:
-        self.stats = stats
-        self.infos = {info.path: info for info in pair.model.selected}
-        self.writers = {path: store.layer(pair.model.name, pair.data.name, path, len(pair.data.rows)) for path in paths}
-        self.accumulators: dict[str, LayerAccumulator] = {}
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.inputs = inputs
-
-    def fold(self, start: int, batch: dict[str, np.ndarray], outputs: dict[str, Any], writes: "_Worker") -> None:
-        if self.inputs is not None:
-            writes.submit(self.inputs.write, start, batch)
-        jobs = []
-        for path, writer in self.writers.items():
-            activations = np.asarray(outputs[path])  # a view of TensorFlow's buffer, no copy
-            accumulator = self.accumulators.get(path)
-            if accumulator is None:
-                accumulator = self.accumulators[path] = _accumulator(activations, self.infos[path].activation,
-                                                                     self.stats)
-                self.shapes[path] = tuple(activations.shape[1:])
-            keep = activations if start < writer.full_samples else None  # release big batches early
-            jobs.append((writer, accumulator.update(activations), keep))
-        writes.submit(_write_layers, start, jobs)
-
-    def finish(self) -> None:
-        if self.inputs is not None:
-            self.inputs.finish()
-        for path, writer in self.writers.items():
-            accumulator = self.accumulators[path]
-            writer.finish(accumulator.moments, accumulator.histogram,
-                          _layer_attrs(self.infos[path], accumulator, self.shapes[path], self.stats))
-
-
-def compile_forward(tap_model: Any, inputs: Any, pair: Pair) -> Forward:
-    """A ``tf.function`` with a fixed input signature (no retracing on the last, smaller batch)."""
-    import tensorflow as tf
-
-    arrays = pair.data.dataset.arrays
-    signature = _map(inputs, lambda t: tf.TensorSpec((None, *arrays[pair.binding[t.name]].shape), t.dtype, t.name))
-
-    @tf.function(input_signature=[signature], autograph=False)  # plain Python: nothing for autograph to convert
-    def forward(batch: Any) -> dict[str, Any]:
-        outputs = tap_model(batch, training=False)
-        return {key: value if value.dtype == tf.float32 else tf.cast(value, tf.float32)
-                for key, value in outputs.items()}
-
-    return forward
-
-
-def _accumulator(activations: np.ndarray, activation: str | None, stats: StatsSection) -> LayerAccumulator:
-    units = activations.shape[-1] if activations.ndim >= 2 else 1
-    return LayerAccumulator(units, stats.histogram_bins, saturation_thresholds(activation, stats.saturation_tol))
-
-
-def _layer_attrs(info: Any, accumulator: LayerAccumulator, shape: tuple[int, ...], stats: StatsSection) -> dict:
-    rank = len(shape) + 1
-    positions = int(np.prod(shape[:-1])) if len(shape) >= 2 else 1
-    thresholds = saturation_thresholds(info.activation, stats.saturation_tol)
-    return {
-        "path": info.path, "name": info.name, "class_name": info.class_name, "activation": info.activation or "",
-        "output_shape": [None, *shape], "units": accumulator.units, "positions": positions,
-        "kind": {1: "scalar", 2: "vector", 3: "sequence"}.get(rank, "map"), "params": info.params,
-        "saturation_thresholds": list(thresholds) if thresholds else None,
-    }
-
-
-def _write_layers(start: int, jobs: list[tuple[Any, np.ndarray, np.ndarray | None]]) -> None:
-    for writer, pooled, activations in jobs:
-        writer.write(start, pooled, activations)
-
-
-class _Worker:
-    """One background thread running jobs in submission order, at most ``depth`` waiting.
-
-    Used for the statistics (numba releases the GIL) and for HDF5 writes
-    (h5py releases it while writing); ``submit`` blocks when the worker falls
-    behind, and a failed job re-raises in the submitting thread.
-    """
-
-    def __init__(self, depth: int, name: str) -> None:
-        self.depth = depth
-        self.name = name
-        self.pending: list[Any] = []
-
-    def __enter__(self) -> "_Worker":
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"deeprep-{self.name}")
-        return self
-
-    def submit(self, function: Callable[..., None], *args: Any) -> None:
-        self.pending.append(self.pool.submit(function, *args))
-        while len(self.pending) > self.depth:
-            self.pending.pop(0).result()
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            for future in self.pending:
-                future.result()
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _InputStore:
-    """Writes a dataset's model inputs once (the first pair that reads them) and counts non-finite values."""
-
-    def __init__(self, store: StoreWriter, data: DatasetEntry, arrays: list[str]) -> None:
-        self.store = store
-        self.key = f"datasets/{h5_name(data.name)}"
-        self.keep = store.settings.inputs
-        self.nonfinite = 0
-        self.datasets = {}
-        if self.keep:
-            for name in arrays:
-                info = data.dataset.arrays[name]
-                self.datasets[name] = store.create(f"{self.key}/inputs/{h5_name(name)}", (len(data.rows), *info.shape),
-                                                   store.stored_dtype(info.dtype))
-
-    def write(self, start: int, batch: dict[str, np.ndarray]) -> None:
-        for name, values in batch.items():
-            if values.dtype.kind == "f":
-                self.nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
-            if name in self.datasets:
-                self.datasets[name][start : start + len(values)] = values
-
-    def finish(self) -> None:
-        group = self.store.file[self.key]
-        group.attrs["nonfinite_inputs"] = int(group.attrs["nonfinite_inputs"]) + self.nonfinite
-
-
-def _prefetch(data: DatasetEntry, arrays: list[str]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Batches in order, the next one read on a background thread while the current one is processed."""
-    plan = list(batches(data.rows, data.batch_size))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deeprep-read") as pool:
-        pending = pool.submit(data.dataset.read, plan[0][1], arrays) if plan else None
-        for position, (start, _) in enumerate(plan):
-            batch = pending.result()
-            if position + 1 < len(plan):
-                pending = pool.submit(data.dataset.read, plan[position + 1][1], arrays)
-            yield start, batch
-
-
-def _structure(inputs: Any, binding: dict[str, str], batch: dict[str, np.ndarray]) -> Any:
-    return _map(inputs, lambda t: np.asarray(batch[binding[t.name]], dtype=t.dtype))
-
-
-def _map(structure: Any, function: Callable[[Any], Any]) -> Any:
-    import keras
-
-    return keras.tree.map_structure(function, structure)
 
 
 def _flat(structure: Any) -> list[Any]:

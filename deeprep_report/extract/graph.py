@@ -19,8 +19,8 @@ import keras
 from keras.src.models.functional import Functional
 from keras.src.models.sequential import Sequential
 
-from deeprep_report.config import did_you_mean
-from deeprep_report.selectors import is_pattern, matches
+from deeprep_report.config.selectors import is_pattern, matches
+from deeprep_report.errors import did_you_mean
 
 #: Layers whose output is a re-arrangement or subset of their input: they keep the input's activation.
 PASS_THROUGH = (

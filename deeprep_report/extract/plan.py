@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deeprep_report.compare import Baseline, data_difference, open_baseline
 from deeprep_report.config import Config
 from deeprep_report.errors import first_line
-from deeprep_report.layers import LayerGraph, LayerInfo, SelectionError
+from deeprep_report.extract.graph import LayerGraph, LayerInfo, SelectionError
 from deeprep_report.sources.datasets import Dataset, open_dataset, select_rows
 from deeprep_report.sources.models import LoadedModel, load_model
+from deeprep_report.store import Baseline, data_difference, open_baseline
 
 log = logging.getLogger("deeprep")
 

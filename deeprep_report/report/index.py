@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from deeprep_report import __version__
-from deeprep_report.checks import CheckResult, verdict
+from deeprep_report.audit.verdict import CheckResult, verdict
+from deeprep_report.config import ReportSection
 from deeprep_report.errors import UserError
+from deeprep_report.report.templates import rendered_at, template_environment
+from deeprep_report.store import write_atomic
 
 log = logging.getLogger("deeprep")
 INDEX = "index.html"
@@ -83,13 +85,8 @@ def _run_row(path: Path) -> dict[str, Any] | None:
 
 
 def _write(target: Path, context: dict[str, Any], environment: jinja2.Environment | None = None) -> Path:
-    from deeprep_report.config import ReportSection
-    from deeprep_report.render import rendered_at, template_environment
-
     environment = environment or template_environment(ReportSection())
     html = environment.get_template("index.html.j2").render(
         **context, columns=COLUMNS, rendered_at=rendered_at(), tool_version=__version__)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    os.replace(temporary, target)
+    write_atomic(target, html)
     return target

@@ -12,23 +12,16 @@ honours ``SOURCE_DATE_EPOCH``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import jinja2
-import yaml
-
 from deeprep_report import __version__
-from deeprep_report.config import Pipeline, ReportSection, apply_override, validate
-from deeprep_report.errors import UserError
-from deeprep_report.report_content import build, number, percent
-from deeprep_report.runindex import INDEX, write_pairs_index
-from deeprep_report.store import StoreReader
-from deeprep_report.summary import READABLE_VERSIONS
+from deeprep_report.config import ReportSection
+from deeprep_report.report.index import INDEX, write_pairs_index
+from deeprep_report.report.sections import build
+from deeprep_report.report.templates import rendered_at, template_environment
+from deeprep_report.store import StoreReader, load_summary, open_store, stored_pipeline, write_atomic
 
 log = logging.getLogger("deeprep")
 REPORT = "report.html"
@@ -45,9 +38,7 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
     html = environment.get_template("report.html.j2").render(**context, rendered_at=rendered_at(),
                                                                tool_version=__version__)
     target = run_dir / REPORT
-    temporary = run_dir / f".{REPORT}.{os.getpid()}.tmp"
-    temporary.write_text(html, encoding="utf-8")
-    os.replace(temporary, target)
+    write_atomic(target, html)
     if len(context["pairs"]) > 1:
         write_pairs_index(run_dir, summary, {(p["model"], p["dataset"]): p["id"] for p in context["pairs"]},
                           environment)
@@ -61,73 +52,6 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
     return target
 
 
-def open_store(run_dir: Path) -> StoreReader:
-    """A finished run's activations.h5 for reading, or a one-line error saying why it cannot be read."""
-    store_path = Path(run_dir) / "activations.h5"
-    if not store_path.is_file():
-        raise UserError(f"{run_dir}: no activations.h5, so there is nothing to work from")
-    try:
-        return StoreReader(store_path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{store_path}: cannot read the store: {exc}") from None
-
-
-def load_summary(run_dir: Path) -> dict:
-    """A finished run's summary.json, or a one-line error saying why it cannot be read."""
-    path = run_dir / "summary.json"
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run folder")
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no summary.json, so this is not a finished run")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not readable JSON: {exc}") from None
-    if summary.get("schema_version") not in READABLE_VERSIONS:
-        raise UserError(f"{path}: summary schema version {summary.get('schema_version')!r}; this deeprep "
-                        f"{__version__} renders versions {', '.join(map(str, READABLE_VERSIONS))}")
-    return summary
-
-
 def stored_settings(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> ReportSection:
     """The report settings of the config stored with the run, after ``--set report.x=y`` overrides."""
     return stored_pipeline(store, run_dir, overrides).report
-
-
-def stored_pipeline(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> Pipeline:
-    """The resolved config stored with the run (what ``deeprep check`` and ``render`` work from)."""
-    raw = yaml.safe_load(store.attrs().get("config", "")) or {}
-    applied = [apply_override(raw, item) for item in overrides]
-    return validate(raw, f"{run_dir}/pipeline.yaml", applied)
-
-
-def template_environment(settings: ReportSection) -> jinja2.Environment:
-    """Jinja2 with autoescaping; ``report.template_dir`` first, then the shipped templates."""
-    folders = []
-    if settings.template_dir is not None:
-        folder = Path(settings.template_dir)
-        if not folder.is_dir():
-            raise UserError(f"report.template_dir: no such folder {settings.template_dir!r}")
-        folders.append(str(folder))
-    folders.append(str(shipped_templates()))
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(folders), autoescape=True,
-                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                                     keep_trailing_newline=True)
-    environment.filters["number"] = number
-    environment.filters["percent"] = percent
-    return environment
-
-
-def shipped_templates() -> Path:
-    """The templates installed beside this module, or the top-level ``templates/`` of a source checkout
-    (an editable install maps the package there)."""
-    here = Path(__file__).resolve().parent
-    installed = here / "templates"
-    return installed if (installed / "report.html.j2").is_file() else here.parent / "templates"
-
-
-def rendered_at() -> str:
-    """UTC time of rendering, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")

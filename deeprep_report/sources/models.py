@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deeprep_report.config import Config, ModelSpec, did_you_mean
-from deeprep_report.errors import ConfigError, first_line
+from deeprep_report.config import Config, ModelSpec
+from deeprep_report.errors import ConfigError, did_you_mean, first_line
 from deeprep_report.sources.datasets import file_sha256
 
 

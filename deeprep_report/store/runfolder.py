@@ -80,6 +80,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file atomically: a temporary file in the same folder, then a rename over ``path``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
 def display_path(path: Path) -> str:
     """``path`` relative to the working folder when it is inside it (shorter log and stdout lines)."""
     try:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deeprep_report.store.runfolder import write_atomic
 
 SCHEMA_ID = "deeprep-summary"
 SCHEMA_VERSION = 3
@@ -64,12 +65,10 @@ def dumps(summary: dict[str, Any]) -> str:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(dumps(data), encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, dumps(data))
 
 
 def schema() -> dict[str, Any]:
     """The JSON Schema that every ``summary.json`` of this version validates against."""
-    text = resources.files("deeprep_report").joinpath("schemas/summary.schema.json").read_text(encoding="utf-8")
+    text = resources.files("deeprep_report.store").joinpath("schemas/summary.schema.json").read_text(encoding="utf-8")
     return json.loads(text)

@@ -1,0 +1,77 @@
+"""Check results and the verdict a scheduled job acts on: one status word, counts, the exit code, the line.
+
+The verdict line printed on stdout, ``summary.md``, the report's banner and
+the exit code all come from one :class:`Verdict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    rule: str
+    model: str
+    dataset: str
+    layer: str | None
+    value: float | None
+    threshold: float | None
+    severity: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """PASS (nothing failed), WARN (only warn-severity checks failed) or FAIL."""
+
+    status: str
+    failed: int
+    warnings: int
+    not_evaluated: int
+    passed: int
+
+    def exit_code(self, fail_on: str) -> int:
+        """1 when the run should fail the job: any failed fail check, or (warn) any failure or unevaluated check."""
+        if fail_on == "never":
+            return 0
+        if fail_on == "warn":
+            return int(self.failed + self.warnings + self.not_evaluated > 0)
+        return int(self.failed > 0)
+
+    def line(self, where: str) -> str:
+        """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``."""
+        return f"{self.status} {self.counts()} — {where}"
+
+    def counts(self, with_passed: bool = False) -> str:
+        """``2 checks failed, 3 warnings[, 9 passed][, 1 not evaluated]``."""
+        parts = [f"{self.failed} check{'s' if self.failed != 1 else ''} failed",
+                 f"{self.warnings} warning{'s' if self.warnings != 1 else ''}"]
+        if with_passed:
+            parts.append(f"{self.passed} passed")
+        if self.not_evaluated:
+            parts.append(f"{self.not_evaluated} not evaluated")
+        return ", ".join(parts)
+
+
+def verdict(results: Sequence[CheckResult]) -> Verdict:
+    failed = sum(r.status == FAIL and r.severity == "fail" for r in results)
+    warnings = sum(r.status == FAIL and r.severity == "warn" for r in results)
+    not_evaluated = sum(r.status == NOT_EVALUATED for r in results)
+    passed = sum(r.status == PASS for r in results)
+    status = "FAIL" if failed else ("WARN" if warnings else "PASS")
+    return Verdict(status, failed, warnings, not_evaluated, passed)
+
+
+def verdict_of(summary: dict[str, Any]) -> Verdict:
+    """The verdict stored in a summary's ``checks`` block."""
+    return Verdict(**summary["checks"]["verdict"])
+
+
+def results_of(summary: dict[str, Any]) -> list[CheckResult]:
+    """The check results stored in a summary's ``checks`` block."""
+    return [CheckResult(**result) for result in summary["checks"]["results"]]

@@ -1,0 +1,95 @@
+"""The check rules of ``checks:``, one typed model per rule, discriminated by ``rule`` (docs/checks.md).
+
+The rules' evaluation lives in the audit stage; here is only what a pipeline may say.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from deeprep_report.config.fields import Strict, layer_selectors
+
+Severity = Literal["warn", "fail"]
+#: Per-layer statistics of summary.json that a comparison with a baseline reports and ``stat_drift`` can check.
+LAYER_STATISTICS = ("mean", "std", "min", "max", "zero_fraction", "nonfinite_fraction", "saturation_fraction",
+                    "dead_fraction")
+
+
+class _Check(Strict):
+    layers: Literal["all"] | list[str] = Field("all", description="Layers the rule applies to: names or globs.")
+    datasets: Literal["all"] | list[str] = Field("all", description="Datasets whose pairs are checked (names).")
+    severity: Severity = Field("fail", description="warn or fail: what a failure of this check means.")
+
+    _layers_shape = field_validator("layers", mode="before")(lambda value: layer_selectors(value))
+
+
+class DeadUnitsCheck(_Check):
+    """A layer's dead-unit fraction is at most ``max``."""
+
+    rule: Literal["dead_units"]
+    max: float = Field(ge=0, le=1, description="Largest allowed dead-unit fraction.")
+
+
+class NanInfCheck(_Check):
+    """A layer has no NaN or Inf value."""
+
+    rule: Literal["nan_inf"]
+
+
+class SaturationCheck(_Check):
+    """A layer's saturation fraction is at most ``max`` (bounded activations; softmax only if asked)."""
+
+    rule: Literal["saturation"]
+    max: float = Field(ge=0, le=1, description="Largest allowed saturation fraction.")
+    include_softmax: bool = Field(False, description="Also check softmax outputs (confident = saturated).")
+
+
+class CollapseCheck(_Check):
+    """A layer's effective rank (or participation ratio) is at least ``min``."""
+
+    rule: Literal["collapse"]
+    min: float = Field(gt=0, description="Smallest allowed value.")
+    measure: Literal["effective_rank", "participation_ratio"] = Field("effective_rank", description="What is measured.")
+
+
+class ProbeAccuracyCheck(_Check):
+    """A layer's probe accuracy is at least ``min``."""
+
+    rule: Literal["probe_accuracy"]
+    min: float = Field(ge=0, le=1, description="Smallest allowed held-out probe accuracy.")
+
+
+class ProbeMonotonicCheck(_Check):
+    """Probe accuracy drops by at most ``tolerance`` from one checked layer to the next."""
+
+    rule: Literal["probe_monotonic"]
+    tolerance: float = Field(0.05, ge=0, le=1, description="Largest allowed drop between consecutive layers.")
+
+
+class DriftCheck(_Check):
+    """A layer's linear CKA with the same layer of the baseline run is at least ``min``."""
+
+    rule: Literal["drift"]
+    min: float = Field(ge=0, le=1, description="Smallest allowed CKA to the baseline.")
+
+
+class StatDriftCheck(_Check):
+    """A layer statistic changes by at most ``max`` (relative to the baseline's value)."""
+
+    rule: Literal["stat_drift"]
+    statistic: Literal[LAYER_STATISTICS] = Field(description="The layer statistic compared.")
+    max: float = Field(gt=0, description="Largest allowed |current − baseline| / |baseline|.")
+
+
+Check = Annotated[
+    DeadUnitsCheck | NanInfCheck | SaturationCheck | CollapseCheck | ProbeAccuracyCheck | ProbeMonotonicCheck
+    | DriftCheck | StatDriftCheck,
+    Field(discriminator="rule"),
+]
+RULE_MODELS = {model.model_fields["rule"].annotation.__args__[0]: model for model in (
+    DeadUnitsCheck, NanInfCheck, SaturationCheck, CollapseCheck, ProbeAccuracyCheck, ProbeMonotonicCheck, DriftCheck,
+    StatDriftCheck)}
+RULES = tuple(RULE_MODELS)
+

@@ -1,0 +1,33 @@
+"""The Overview section: each model (architecture table) and each dataset (class counts, a sample strip)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deeprep_report.report import figures
+from deeprep_report.report.context import ReportContext
+from deeprep_report.store import h5_name
+
+STRIP_SAMPLES = 12
+
+
+def models(ctx: ReportContext) -> list[dict[str, Any]]:
+    return [{**model, "anchor": f"model-{h5_name(model['name'])}"} for model in ctx.summary["models"]]
+
+
+def datasets(ctx: ReportContext) -> list[dict[str, Any]]:
+    return [_dataset(ctx, dataset) for dataset in ctx.summary["datasets"]]
+
+
+def _dataset(ctx: ReportContext, dataset: dict[str, Any]) -> dict[str, Any]:
+    strip = None
+    images = ctx.input_images(dataset["name"], None, np.arange(min(STRIP_SAMPLES, dataset["n_samples"])))
+    if images is not None:
+        labels = ctx.labels(dataset["name"])
+        names = [ctx.class_name(dataset, labels, i) for i in range(len(images))]
+        strip = ctx.figure(
+            f"{dataset['name']}: sample strip", f"The first {len(images)} samples of dataset {dataset['name']}",
+            "The first samples in run order, with their class.", lambda: figures.sample_strip(images, names))
+    return {**dataset, "strip": strip}

@@ -1,0 +1,54 @@
+"""A model × dataset section: its layers shown (report.layers), its depth analysis, and the depth profile of
+the layer statistics (with the random-weights twin's curve when there is one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deeprep_report.config.selectors import select
+from deeprep_report.report import figures
+from deeprep_report.report.context import ReportContext, Shown
+from deeprep_report.report.sections import analysis, layer
+
+
+def build(ctx: ReportContext, index: int, pair: dict[str, Any]) -> dict[str, Any]:
+    pair_id = f"pair-{index}"
+    names = [entry["path"] for entry in pair["layers"]]
+    shown = set(select(ctx.settings.layers, names))
+    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry) for i, entry in enumerate(pair["layers"])
+              if entry["path"] in shown]
+    twin = ctx.twin_pairs.get((pair["model"], pair["dataset"]))
+    depth_analysis = analysis.build(ctx, pair_id, pair, twin, shown) if pair.get("analysis") else None
+    return {**pair, "id": pair_id, "title": f"{pair['model']} × {pair['dataset']}",
+            "depth": _depth(ctx, pair, names, twin), "analysis": depth_analysis, "layers": layers,
+            "baseline": twin["model"] if twin else None,
+            "hidden": [name for name in names if name not in shown]}
+
+
+def _depth(ctx: ReportContext, pair: dict[str, Any], names: list[str], twin: dict[str, Any] | None) -> list[Shown]:
+    stats = [layer["stats"] for layer in pair["layers"]]
+    twin_stats = {layer["path"]: layer["stats"] for layer in twin["layers"]} if twin else None
+    profiles = [
+        ("mean", "mean activation", False, "Mean of every value of each layer."),
+        ("std", "standard deviation", False, "Standard deviation of every value of each layer."),
+        ("zero_fraction", "exact zeros", True, "Share of values that are exactly 0."),
+        ("dead_fraction", "dead units", True, "Share of units that never vary or, after a ReLU-family "
+                                              "activation, are never above 0."),
+        ("saturation_fraction", "saturated values", True, "Share of values near a bound of a bounded "
+                                                          "activation; gaps are unbounded layers."),
+    ]
+    where = f"{pair['model']} × {pair['dataset']}"
+    return [ctx.figure(f"{where}: depth profile of {key}",
+                       f"{label} of each layer of {pair['model']} on {pair['dataset']}, in model order",
+                       f"{caption} x: layers in model order; y: {label}{' (%)' if percent else ''}.",
+                       lambda key=key, label=label, percent=percent: figures.depth_profile(
+                           names, _series(stats, twin_stats, names, key), label, percent))
+            for key, label, percent, caption in profiles]
+
+
+def _series(stats: list[dict[str, Any]], twin: dict[str, dict[str, Any]] | None, names: list[str],
+            key: str) -> dict[str, list[float | None]]:
+    series = {"trained": [s[key] for s in stats]}
+    if twin:
+        series["random weights"] = [twin[name][key] if name in twin else None for name in names]
+    return series

@@ -1,0 +1,24 @@
+"""The run's files: the HDF5 store ``activations.h5``, ``summary.json``, the atomically published run folder,
+and reading a finished run back (for ``render``, ``check`` and as a baseline).
+
+Only this package writes or reads the run's HDF5 layout (``activations``); the
+extract stage writes through :class:`StoreWriter`, every later stage reads
+through :class:`StoreReader`. Formats: docs/store.md, docs/summary.md.
+"""
+
+from deeprep_report.store.activations import (
+    FORMAT, FORMAT_VERSION, LayerWriter, StoreReader, StoreWriter, h5_name, layer_key, pair_key,
+)
+from deeprep_report.store.provenance import package_versions, platform_info, utc_now
+from deeprep_report.store.runfolder import RunFolder, display_path, write_atomic
+from deeprep_report.store.runs import Baseline, data_difference, load_summary, open_baseline, open_store, stored_pipeline
+from deeprep_report.store.summary import (
+    NONFINITE_NOTE, READABLE_VERSIONS, SCHEMA_ID, SCHEMA_VERSION, audited_pairs, random_twins, to_json_value, write_json,
+)
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "NONFINITE_NOTE", "READABLE_VERSIONS", "SCHEMA_ID", "SCHEMA_VERSION", "Baseline",
+    "LayerWriter", "RunFolder", "StoreReader", "StoreWriter", "audited_pairs", "data_difference", "display_path",
+    "h5_name", "layer_key", "load_summary", "open_baseline", "open_store", "package_versions", "pair_key",
+    "platform_info", "random_twins", "stored_pipeline", "to_json_value", "utc_now", "write_atomic", "write_json",
+]

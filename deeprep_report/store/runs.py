@@ -1,0 +1,105 @@
+"""Reading a finished run folder: its ``summary.json``, its store, the config stored with it, and the
+run as a baseline for another (the rows it used, whether it saw the same data).
+
+Every later reader (``deeprep render``, ``deeprep check``, the plan stage
+reading a baseline's rows, the comparison) goes through here, so a folder that
+is not a finished run is refused with the same one-line error everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from deeprep_report import __version__
+from deeprep_report.config import Pipeline, apply_override, validate
+from deeprep_report.errors import UserError
+from deeprep_report.store.activations import StoreReader, h5_name
+from deeprep_report.store.summary import READABLE_VERSIONS
+
+STORE = "activations.h5"
+SUMMARY = "summary.json"
+
+
+def open_store(run_dir: Path) -> StoreReader:
+    """A finished run's activations.h5 for reading, or a one-line error saying why it cannot be read."""
+    store_path = Path(run_dir) / STORE
+    if not store_path.is_file():
+        raise UserError(f"{run_dir}: no activations.h5, so there is nothing to work from")
+    try:
+        return StoreReader(store_path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{store_path}: cannot read the store: {exc}") from None
+
+
+def load_summary(run_dir: Path) -> dict:
+    """A finished run's summary.json, or a one-line error saying why it cannot be read."""
+    path = run_dir / SUMMARY
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no summary.json, so this is not a finished run")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not readable JSON: {exc}") from None
+    if summary.get("schema_version") not in READABLE_VERSIONS:
+        raise UserError(f"{path}: summary schema version {summary.get('schema_version')!r}; this deeprep "
+                        f"{__version__} renders versions {', '.join(map(str, READABLE_VERSIONS))}")
+    return summary
+
+
+def stored_pipeline(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> Pipeline:
+    """The resolved config stored with the run (what ``deeprep check`` and ``render`` work from)."""
+    raw = yaml.safe_load(store.attrs().get("config", "")) or {}
+    applied = [apply_override(raw, item) for item in overrides]
+    return validate(raw, f"{run_dir}/pipeline.yaml", applied)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A finished run folder used as the reference."""
+
+    folder: Path
+    summary: dict[str, Any]
+
+    @property
+    def store_path(self) -> Path:
+        return self.folder / STORE
+
+    def dataset_rows(self) -> dict[str, tuple[np.ndarray, str, int]]:
+        """Per dataset name: (rows used, data fingerprint, rows in the source)."""
+        out = {}
+        with StoreReader(self.store_path) as store:
+            for dataset in self.summary["datasets"]:
+                rows = store.file[f"datasets/{h5_name(dataset['name'])}/index"][()]
+                out[dataset["name"]] = (rows, dataset["fingerprint"], dataset["n_rows"])
+        return out
+
+
+def open_baseline(folder: str | Path) -> Baseline:
+    """Load a baseline run folder, or say in one line why it cannot serve as one."""
+    folder = Path(folder)
+    summary_path = folder / SUMMARY
+    if not folder.is_dir():
+        raise UserError(f"baseline {folder}: no such run folder")
+    if not summary_path.is_file() or not (folder / STORE).is_file():
+        raise UserError(f"baseline {folder}: not a finished run (summary.json and activations.h5 are needed)")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"baseline {summary_path}: not readable JSON: {exc}") from None
+    return Baseline(folder.resolve(), summary)
+
+
+def data_difference(name: str, here: tuple[str, int], there: tuple[str, int]) -> str | None:
+    """Why dataset ``name`` (fingerprint, rows in the source) here is not the baseline's, or None."""
+    if here == there:
+        return None
+    return (f"dataset {name!r} differs from the baseline run's ({here[1]} rows, {here[0][:19]}… here; {there[1]} rows, "
+            f"{there[0][:19]}… there): a comparison needs the same samples")
