@@ -17,9 +17,11 @@ log = logging.getLogger("deeprep")
 class Progress:
     """Count samples through a stage; ``with Progress(total, label) as p: p.advance(n)``."""
 
-    def __init__(self, total: int, label: str, bar: bool | None = None, interval: float = 30.0) -> None:
+    def __init__(self, total: int, label: str, bar: bool | None = None, interval: float = 30.0,
+                 unit: str = "sample") -> None:
         self.total = total
         self.label = label
+        self.unit = unit
         self.done = 0
         self.interval = interval
         self._bar = None
@@ -27,7 +29,7 @@ class Progress:
         if use_bar:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=label, unit="sample", unit_scale=True, leave=False,
+            self._bar = tqdm(total=total, desc=label, unit=unit, unit_scale=unit == "sample", leave=False,
                              dynamic_ncols=True, file=sys.stderr)
 
     def __enter__(self) -> "Progress":
@@ -42,7 +44,7 @@ class Progress:
         now = time.perf_counter()
         if now - self._last >= self.interval and self.done < self.total:
             self._last = now
-            log.info("%s: %d/%d samples (%.0f samples/s)", self.label, self.done, self.total, self.rate)
+            log.info("%s: %d/%d %ss (%.1f %ss/s)", self.label, self.done, self.total, self.unit, self.rate, self.unit)
 
     @property
     def elapsed(self) -> float:
@@ -55,5 +57,5 @@ class Progress:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.close()
-        if kind is None:
+        if kind is None and self.unit == "sample":
             log.info("%s: %d samples in %.1f s (%.0f samples/s)", self.label, self.done, self.elapsed, self.rate)

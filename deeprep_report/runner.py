@@ -75,7 +75,7 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         _extract_into(store, plan, started, resolved, bar, None if force else target.parent)
         timings["extract"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        results = analyze(store, config.pipeline.analysis, config.pipeline.run.seed)
+        results = analyze(store, config.pipeline.analysis, config.pipeline.run.seed, bar)
         timings["analyze"] = time.perf_counter() - mark
         folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
         summary = _summary(config, target, started, timings, resolved, results)
@@ -168,7 +168,7 @@ def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str
     report.html. Returns the verdict and its line."""
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
-    if summary["schema_version"] != SCHEMA_VERSION:
+    if summary["schema_version"] < 3:  # checks arrived with schema 3
         raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
                         f"run the pipeline again with this deeprep to check it")
     with open_store(run_dir) as store:

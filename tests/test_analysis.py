@@ -156,8 +156,10 @@ def test_projection_is_deterministic_and_spans_the_top_components():
 
 def probe(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> probes.ProbeResult:
     train, test = probes.split(labels, 0.2, seed)
-    return probes.linear_probe(features, labels, train, test, cs=[0.01, 0.1, 1, 10], folds=3, max_dims=2000,
-                               bootstrap=500, seed=seed)
+    return probes.linear_probe(features, labels, train, test, penalties=PENALTIES, bootstrap=500, seed=seed)
+
+
+PENALTIES = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
 
 def test_probe_on_separable_labels_is_perfect_and_on_shuffled_labels_is_chance():
@@ -173,17 +175,17 @@ def test_probe_on_separable_labels_is_perfect_and_on_shuffled_labels_is_chance()
 
 
 def test_probe_never_looks_at_the_test_split(monkeypatch):
-    """Scaler and PCA see only training rows: changing test features cannot change the chosen C."""
+    """The statistics and the GCV choice see only training rows: changing test features cannot change the penalty."""
     rng = np.random.default_rng(11)
     labels = np.repeat(np.arange(3), 100)
     features = rng.normal(size=(300, 40)) + labels[:, None] * 0.3
     train, test = probes.split(labels, 0.2, seed=0)
     corrupted = features.copy()
     corrupted[test] *= 1000.0
-    kwargs = dict(cs=[0.01, 0.1, 1, 10], folds=3, max_dims=10, bootstrap=0, seed=0)
+    kwargs = dict(penalties=PENALTIES, bootstrap=0, seed=0)
     a = probes.linear_probe(features, labels, train, test, **kwargs)
     b = probes.linear_probe(corrupted, labels, train, test, **kwargs)
-    assert a.regularization == b.regularization and a.dims == b.dims == 10
+    assert a.penalty == b.penalty and a.dims == b.dims == 40 and a.accuracy != b.accuracy
 
 
 def test_split_is_stratified_and_seeded():

@@ -15,6 +15,7 @@ from conftest import write_pipeline
 keras = pytest.importorskip("keras")
 
 from deeprep_report.cli import main  # noqa: E402
+from deeprep_report.stats.views import reference_view  # noqa: E402
 from deeprep_report.store import StoreReader, layer_key  # noqa: E402
 
 
@@ -47,7 +48,8 @@ def run(pipeline: Path, *extra: str) -> int:
 @pytest.mark.parametrize("name", ["sequential", "functional", "nested", "multi_input"])
 def test_stored_activations_equal_independent_keras(tmp_path, name):
     model, arrays, pipeline = build(tmp_path, name, batch_size=8)
-    assert run(pipeline, "--set", "store.full_samples=all") == 0
+    assert run(pipeline, "--set", "store.full_samples=all", "--set", "analysis.view.dims=16",
+               "--set", "analysis.view.dtype=float32") == 0
     with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
         rows = store.file["datasets/d/index"][()]
         assert sorted(rows.tolist()) == list(range(37)) and rows.tolist() != list(range(37))  # seeded shuffle
@@ -63,6 +65,10 @@ def test_stored_activations_equal_independent_keras(tmp_path, name):
                 spatial = tuple(range(1, expected.ndim - 1))
                 np.testing.assert_allclose(group["pooled"][()], group["maps"][()].astype(np.float64).mean(axis=spatial),
                                            rtol=1e-6, atol=1e-7, err_msg=path)
+            view, spec = store.view("m", "d", path)  # the analysis view: whole, or count-sketched above 16 values
+            assert spec.method == ("count_sketch" if expected[0].size > 16 else ("pooled" if expected.ndim == 2
+                                                                                 else "flat")), path
+            np.testing.assert_allclose(view[()], reference_view(expected, spec), rtol=1e-4, atol=1e-5, err_msg=path)
             flat = expected.reshape(-1, expected.shape[-1]).astype(np.float64)
             stats = group["stats"]
             np.testing.assert_allclose(stats["mean"][()], flat.mean(0), rtol=1e-5, atol=1e-6, err_msg=path)
@@ -104,7 +110,7 @@ def test_full_samples_limit_dtype_and_compression(tmp_path):
         assert conv["pooled"].shape == (20, 4) and conv["pooled"].compression == "gzip"
         assert "maps" not in handle["pairs/m/d/layers/hidden"]  # a dense layer's pooled is its activation
         assert handle["datasets/d/inputs/x"].shape == (20, 6, 6, 2)
-        assert handle.attrs["format"] == "deeprep-activations" and handle.attrs["format_version"] == 1
+        assert handle.attrs["format"] == "deeprep-activations" and handle.attrs["format_version"] == 2
 
 
 def test_selected_layers_only_and_provenance(tmp_path):

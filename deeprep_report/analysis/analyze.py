@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.analysis.depth import analyze_pairs, cross_model
+from deeprep_report.analysis.depth import analyze_pairs
 from deeprep_report.config import AnalysisSection
 from deeprep_report.stats import unit_stats
 from deeprep_report.store import StoreReader, h5_name, pair_key
@@ -22,7 +22,7 @@ from deeprep_report.store import StoreReader, h5_name, pair_key
 log = logging.getLogger("deeprep")
 
 
-def analyze(store_path: Path, settings: AnalysisSection, seed: int) -> dict[str, Any]:
+def analyze(store_path: Path, settings: AnalysisSection, seed: int, bar: bool | None = None) -> dict[str, Any]:
     """Write per-unit ``stats`` (and the depth analysis) into the store; return the summary's datasets,
     models and pairs."""
     with StoreReader(store_path, "r+") as store:
@@ -31,11 +31,9 @@ def analyze(store_path: Path, settings: AnalysisSection, seed: int) -> dict[str,
         crossed: list[dict[str, Any]] = []
         if settings.enabled:
             started = time.perf_counter()
-            results = analyze_pairs(store, settings, seed)
+            results, crossed = analyze_pairs(store, settings, seed, bar)
             for pair in pairs:
                 pair["analysis"] = results[(pair["model"], pair["dataset"])]
-            if settings.cka.enabled:
-                crossed = cross_model(store, settings)
             log.info("depth analysis in %.1f s", time.perf_counter() - started)
         return {
             "datasets": [_dataset(store, name) for name in _names(store, "datasets")],

@@ -105,6 +105,95 @@ def rbf_gram(x: np.ndarray, threshold: float = 1.0) -> np.ndarray:
     return np.exp(-squared / (2 * threshold**2 * np.median(squared)))
 
 
+class GramStack:
+    """Centred Gram matrices of several layers on the same n rows, one flattened float32 row each.
+
+    Each layer costs one n × n Gram product when it is added; CKA between any
+    two layers is then one inner product of their rows, so a matrix of L layers
+    costs L Gram products, not L² feature products. Above ``MEMORY_BYTES`` the
+    stack lives in a memory-mapped file in ``folder`` (deleted with the stack),
+    so memory stays bounded by a block of columns, not by L.
+    """
+
+    MEMORY_BYTES = 256 << 20
+    BLOCK = 1 << 18
+
+    def __init__(self, layers: int, rows: int, debiased: bool, folder: str | None = None) -> None:
+        self.rows = rows
+        self.debiased = debiased
+        self.count = 0
+        self._file = None
+        shape = (max(layers, 1), rows * rows)
+        if shape[0] * shape[1] * 4 > self.MEMORY_BYTES and folder is not None:
+            import tempfile
+
+            self._file = tempfile.NamedTemporaryFile(dir=folder, prefix=".deeprep-grams-", suffix=".f32")
+            self.grams = np.memmap(self._file, dtype=np.float32, mode="w+", shape=shape)
+        else:
+            self.grams = np.zeros(shape, dtype=np.float32)
+
+    def add(self, x: np.ndarray) -> int:
+        """Add a layer's features on the stack's rows, (n, d); returns its index."""
+        if len(x) != self.rows:
+            raise ValueError(f"expected {self.rows} rows, got {len(x)}")
+        self.grams[self.count] = centre_gram(_linear_gram(x), self.debiased).ravel()
+        self.count += 1
+        return self.count - 1
+
+    def inner(self, other: "GramStack | None" = None) -> np.ndarray:
+        """⟨K̃_i, L̃_j⟩ for every layer i of this stack and j of ``other`` (default: this one), in float64."""
+        other = other or self
+        if other.rows != self.rows:
+            raise ValueError("Gram matrices of different row sets cannot be compared")
+        total = np.zeros((self.count, other.count))
+        for start in range(0, self.grams.shape[1], self.BLOCK):
+            mine = np.asarray(self.grams[: self.count, start : start + self.BLOCK], dtype=np.float64)
+            theirs = mine if other is self else np.asarray(other.grams[: other.count, start : start + self.BLOCK],
+                                                           dtype=np.float64)
+            total += mine @ theirs.T
+        return total
+
+    def self_terms(self) -> np.ndarray:
+        return np.asarray([float(np.vdot(row.astype(np.float64), row.astype(np.float64)))
+                           for row in self.grams[: self.count]])
+
+    def close(self) -> None:
+        if self._file is not None:
+            del self.grams
+            self._file.close()
+            self._file = None
+
+
+def similarity(inner: np.ndarray, self_a: np.ndarray, self_b: np.ndarray) -> np.ndarray:
+    """CKA from Gram inner products: NaN where a layer is constant (its centred Gram matrix is 0)."""
+    denominator = np.sqrt(np.outer(np.maximum(self_a, 0.0), np.maximum(self_b, 0.0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, inner / np.where(denominator > 0, denominator, 1.0), np.nan)
+
+
+def stack_of(layers: Sequence[np.ndarray], debiased: bool, rows: np.ndarray | None = None) -> GramStack:
+    count = len(layers[0]) if rows is None else len(rows)
+    stack = GramStack(len(layers), count, debiased)
+    for layer in layers:
+        stack.add(np.asarray(layer)[rows] if rows is not None else layer)
+    return stack
+
+
+def cka_matrix(layers: Sequence[np.ndarray], debiased: bool) -> np.ndarray:
+    """Linear CKA between every pair of layers (symmetric, ones on the diagonal for non-constant layers)."""
+    stack = stack_of(layers, debiased)
+    terms = stack.self_terms()
+    matrix = similarity(stack.inner(), terms, terms)
+    np.fill_diagonal(matrix, np.where(terms > 0, 1.0, np.nan))
+    return matrix
+
+
+def cross_cka_matrix(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], debiased: bool) -> np.ndarray:
+    """Linear CKA between every layer of one network (rows) and every layer of another (columns), same samples."""
+    first, second = stack_of(xs, debiased), stack_of(ys, debiased)
+    return similarity(first.inner(second), first.self_terms(), second.self_terms())
+
+
 def minibatch_cka_matrix(layers: Sequence[np.ndarray], batch_size: int, seed: int = 0) -> np.ndarray:
     """Linear CKA between every pair of layers from unbiased HSIC averaged over minibatches.
 
@@ -115,60 +204,23 @@ def minibatch_cka_matrix(layers: Sequence[np.ndarray], batch_size: int, seed: in
     n = layers[0].shape[0]
     order = np.random.default_rng(seed).permutation(n)
     total = np.zeros((len(layers), len(layers)))
-    batches = 0
     for start in range(0, n, batch_size):
         rows = np.sort(order[start : start + batch_size])
-        if len(rows) < 4:
-            continue
-        grams = [centre_gram(_linear_gram(layer[rows]), unbiased=True).ravel() for layer in layers]
-        stacked = np.stack(grams)
-        total += stacked @ stacked.T
-        batches += 1
-    diagonal = np.sqrt(np.maximum(np.diag(total), 0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / np.outer(diagonal, diagonal)
+        if len(rows) >= 4:
+            total += stack_of(layers, True, rows).inner()
+    return similarity(total, np.diag(total), np.diag(total))
 
 
-def cka_matrix(layers: Sequence[np.ndarray], debiased: bool) -> np.ndarray:
-    """Linear CKA between every pair of layers (symmetric, ones on the diagonal for non-constant layers).
-
-    Layers narrower than the number of samples keep their centred statistics
-    for every pair they enter; wider ones use the Gram form.
-    """
-    count = len(layers)
-    n = layers[0].shape[0]
-    narrow = {i: _Features(layer) for i, layer in enumerate(layers) if _as_rows(layer).shape[1] < n}
-    matrix = np.eye(count)
-    for i in range(count):
-        for j in range(i + 1, count):
-            if i in narrow and j in narrow:
-                value = narrow[i].cka(narrow[j], debiased)
-            else:
-                value = linear_cka(layers[i], layers[j], debiased)
-            matrix[i, j] = matrix[j, i] = value
-    return matrix
+def sample_rows(candidates: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """At most ``samples`` of the candidate rows, seeded, sorted: the rows CKA is computed on."""
+    candidates = np.asarray(candidates)
+    if len(candidates) <= samples:
+        return candidates
+    return np.sort(np.random.default_rng([seed, len(candidates), 0xC4A]).choice(candidates, samples, replace=False))
 
 
-def cross_cka_matrix(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], debiased: bool) -> np.ndarray:
-    """Linear CKA between every layer of one network (rows) and every layer of another (columns), same samples."""
-    n = xs[0].shape[0]
-    narrow = [_Features(y) if _as_rows(y).shape[1] < n else None for y in ys]
-    matrix = np.empty((len(xs), len(ys)))
-    for i, x in enumerate(xs):
-        features = _Features(x) if _as_rows(x).shape[1] < n else None
-        for j, y in enumerate(ys):
-            if features is not None and narrow[j] is not None:
-                matrix[i, j] = features.cka(narrow[j], debiased)
-            else:
-                matrix[i, j] = linear_cka(x, y, debiased)
-    return matrix
-
-
-def paired_cka(x: np.ndarray, y: np.ndarray, estimator: str, minibatch_above: int, batch_size: int) -> float:
-    """CKA of one layer in two runs or networks on the same samples, with the run's estimator settings
-    (``estimator`` as resolved by :func:`choose_estimator`; minibatch CKA above ``minibatch_above`` samples)."""
-    if x.shape[0] > minibatch_above:
-        return float(minibatch_cka_matrix([x, y], batch_size)[0, 1])
+def paired_cka(x: np.ndarray, y: np.ndarray, estimator: str) -> float:
+    """CKA of one layer in two runs or networks on the same rows, with the run's resolved estimator."""
     return linear_cka(x, y, debiased=estimator == "debiased")
 
 

@@ -99,18 +99,48 @@ def dimension(names: Sequence[str], estimates: Sequence[float | None]) -> str | 
     return f"Intrinsic dimension {verb} from {values[0]:.1f} at {names[0]} to {values[-1]:.1f} at {names[-1]}."
 
 
-def similarity(names: Sequence[str], matrix: Sequence[Sequence[float]]) -> str | None:
+def _measured(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def similarity(names: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> str | None:
     if len(names) < 2:
         return None
-    steps = [(matrix[i][i + 1], i) for i in range(len(names) - 1) if math.isfinite(matrix[i][i + 1])]
+    steps = [(matrix[i][i + 1], i) for i in range(len(names) - 1) if _measured(matrix[i][i + 1])]
     if not steps:
         return None
     ordered = sorted(value for value, _ in steps)
     median = ordered[len(ordered) // 2]
     value, at = min(steps)
+    ends = (f", and {names[0]} and {names[-1]} have CKA {matrix[0][-1]:.2f}" if _measured(matrix[0][-1]) else "")
     return (f"Consecutive layers have a median CKA of {median:.2f}; the representation changes most between "
-            f"{names[at]} and {names[at + 1]} (CKA {value:.2f}), and {names[0]} and {names[-1]} have CKA "
-            f"{matrix[0][-1]:.2f}.")
+            f"{names[at]} and {names[at + 1]} (CKA {value:.2f}){ends}.")
+
+
+def views(entries: Sequence[dict[str, Any]]) -> str | None:
+    """Which layers entered whole and which as a count sketch (every number below is on these views)."""
+    sketched = [e for e in entries if e["method"] == "count_sketch"]
+    legacy = [e["layer"] for e in entries if e["method"] == "channel_means"]
+    parts = []
+    if sketched:
+        listed = ", ".join(f"{e['layer']} ({e['input_dims']:,})" for e in sketched)
+        parts.append(f"{listed} entered as count sketches of their flattened activations to {sketched[0]['dims']:,} "
+                     "values")
+    if legacy:
+        parts.append(f"{', '.join(legacy)} entered as channel means (their store has no views)")
+    whole = len(entries) - len(sketched) - len(legacy)
+    if not parts:
+        return "Every layer entered whole (its flattened activation): spatial and positional structure included."
+    return f"Layers entered as their whole flattened activations ({whole} of {len(entries)}), except: " + \
+        "; ".join(parts) + "."
+
+
+def constant(names: Sequence[str], flags: Sequence[bool]) -> str | None:
+    dull = [n for n, flag in zip(names, flags) if flag]
+    if not dull:
+        return None
+    return (f"{', '.join(dull)} {'is' if len(dull) == 1 else 'are'} constant on these samples: there is no "
+            "representation to measure there, and no number is shown for it.")
 
 
 def training_change(names: Sequence[str], cka_with_random: Sequence[float | None]) -> str | None:
@@ -148,6 +178,8 @@ def paragraph(analysis: dict[str, Any], baseline_analysis: dict[str, Any] | None
     geometry = analysis.get("geometry") or []
     classes = analysis.get("classes") or []
     sentences = [
+        views(analysis["views"]) if analysis.get("views") else None,
+        constant(names, analysis.get("constant") or []),
         probes(names, accuracy, chance) if probe else None,
         baseline(names, accuracy, [p["accuracy"] if p else None for p in baseline_analysis.get("probe") or []])
         if baseline_analysis and probe else None,

@@ -1,23 +1,31 @@
-"""Linear probes (Alain & Bengio 2016): how linearly decodable the classes are from a layer.
+"""Linear probes (Alain & Bengio 2016): how linearly decodable the classes are from a layer's view.
 
-Protocol: one stratified train/test split from the run seed, shared by every
-layer; features standardised with the training split's statistics; on the
-training split only, multinomial logistic regression with its L2 strength
-chosen by stratified k-fold cross-validation, then refitted; accuracy on the
-held-out split with a bootstrap interval over its samples. Nothing is chosen
-on the test split. Wider features are first projected on their principal
-components fitted on the training split (at most ``max_dims``): an
-L2-regularised linear model's weights lie in the span of the training
-samples, so up to the number of training samples this loses nothing.
+A probe is a ridge regression of one-hot class targets on the view, in closed
+form from sufficient statistics: per split, the count, the sums of features and
+targets, XᵀX and XᵀY. They are additive over batches of rows (and over shards
+of a run), so a probe never needs more than a batch of rows at once beyond the
+statistics. Protocol: one stratified train/test split from the run seed, shared
+by every layer; the penalty, relative to the total variance of the view (so it
+does not depend on the layer's scale, nor on constant columns), is chosen on the training split alone by
+generalised cross-validation (Golub, Heath & Wahba 1979), whose error for every
+candidate penalty follows from one eigendecomposition of the centred XᵀX; the
+refit predicts the held-out split, with a bootstrap interval over its samples.
+With fewer training rows than dims the same fit is computed from the rows'
+Gram matrix instead (one n × n eigendecomposition; identical numbers).
+Nothing is chosen on the test split. No feature is standardised, so a direction
+with (near) zero variance gets no weight: constant or duplicated columns leave
+the probe as it is.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+#: Rows folded into the statistics at a time.
+CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -26,60 +34,159 @@ class ProbeResult:
     low: float
     high: float
     chance: float
-    regularization: float
+    penalty: float
     dims: int
 
     def as_dict(self) -> dict[str, float | int]:
         return {"accuracy": self.accuracy, "low": self.low, "high": self.high, "chance": self.chance,
-                "C": self.regularization, "dims": self.dims}
+                "penalty": self.penalty, "dims": self.dims}
+
+
+class RidgeStatistics:
+    """Additive sufficient statistics of (features, one-hot targets), shifted for numerical stability."""
+
+    def __init__(self, dims: int, classes: int, shift: np.ndarray) -> None:
+        self.n = 0
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.sum_x = np.zeros(dims)
+        self.sum_y = np.zeros(classes)
+        self.xtx = np.zeros((dims, dims))
+        self.xty = np.zeros((dims, classes))
+        self.yty = np.zeros(classes)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> "RidgeStatistics":
+        """Fold rows ``x`` (n, d) with one-hot targets ``y`` (n, K) in; returns self."""
+        x = np.asarray(x, dtype=np.float64) - self.shift
+        self.n += len(x)
+        self.sum_x += x.sum(axis=0)
+        self.sum_y += y.sum(axis=0)
+        self.xtx += x.T @ x
+        self.xty += x.T @ y
+        self.yty += (y * y).sum(axis=0)
+        return self
+
+    def merge(self, other: "RidgeStatistics") -> "RidgeStatistics":
+        """The statistics of both sets of rows (same shift)."""
+        if not np.array_equal(self.shift, other.shift):
+            raise ValueError("statistics with different shifts cannot be merged")
+        merged = RidgeStatistics(len(self.sum_x), len(self.sum_y), self.shift)
+        merged.n = self.n + other.n
+        for name in ("sum_x", "sum_y", "xtx", "xty", "yty"):
+            setattr(merged, name, getattr(self, name) + getattr(other, name))
+        return merged
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+        """(C = centred XᵀX, B = centred XᵀY, centred ‖Y‖², feature mean, target mean)."""
+        mean_x, mean_y = self.sum_x / self.n, self.sum_y / self.n
+        covariance = self.xtx - self.n * np.outer(mean_x, mean_x)
+        cross = self.xty - self.n * np.outer(mean_x, mean_y)
+        targets = float((self.yty - self.n * mean_y * mean_y).sum())
+        return (covariance + covariance.T) / 2, cross, targets, mean_x + self.shift, mean_y
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    weights: np.ndarray  # (d, K)
+    intercept: np.ndarray  # (K,)
+    penalty: float  # relative to the total variance (trace of the centred XᵀX)
+    gcv: float
+
+
+def fit_ridge(statistics: RidgeStatistics, penalties: Sequence[float]) -> RidgeFit | None:
+    """The ridge fit whose penalty has the lowest GCV error; None when the features are constant."""
+    covariance, cross, targets, mean_x, mean_y = statistics.centred()
+    values, vectors = np.linalg.eigh(covariance)
+    fit = _gcv(np.maximum(values, 0.0), vectors.T @ cross, targets, statistics.n, penalties)
+    if fit is None:
+        return None
+    shrink, penalty, gcv = fit
+    weights = vectors @ ((vectors.T @ cross) * shrink[:, None])
+    return RidgeFit(weights, mean_y - mean_x @ weights, penalty, gcv)
+
+
+def fit_ridge_dual(x: np.ndarray, y: np.ndarray, penalties: Sequence[float]) -> RidgeFit | None:
+    """The same fit as :func:`fit_ridge` from the n × n Gram matrix of the rows: cheaper when n < dims."""
+    x = np.asarray(x, dtype=np.float64)
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    centred, targets = x - mean_x, y - mean_y
+    values, vectors = np.linalg.eigh(centred @ centred.T)
+    projected = vectors.T @ targets  # (n, K)
+    fit = _gcv(np.maximum(values, 0.0), projected, float((targets * targets).sum()), len(x), penalties, dual=True)
+    if fit is None:
+        return None
+    shrink, penalty, gcv = fit
+    weights = centred.T @ (vectors @ (projected * shrink[:, None]))
+    return RidgeFit(weights, mean_y - mean_x @ weights, penalty, gcv)
+
+
+def _gcv(values: np.ndarray, projected: np.ndarray, targets: float, n: int, penalties: Sequence[float],
+         dual: bool = False) -> tuple[np.ndarray, float, float] | None:
+    """(shrinkage per eigenvector, penalty, GCV error) of the best penalty.
+
+    ``values`` are the eigenvalues of the centred XᵀX (or of the centred Gram matrix XXᵀ, ``dual``: the same
+    non-zero spectrum) and ``projected`` the targets' cross products in that eigenbasis. The penalty is
+    relative to the total variance, tr(XᵀX), so constant columns do not move it.
+    """
+    scale = float(values.sum())
+    if not scale > 0:
+        return None
+    squared = (projected * projected).sum(axis=1)
+    best = None
+    for penalty in sorted(penalties, reverse=True):  # ties go to the stronger penalty
+        shrink = 1.0 / (values + penalty * scale)
+        if dual:  # residual (I − H)Y with H = K(K + λ)⁻¹: the component k is scaled by λ/(λ_k + λ)
+            residual = targets - (squared * (1 - (penalty * scale * shrink) ** 2)).sum()
+        else:
+            residual = targets - 2 * (shrink * squared).sum() + (values * shrink * shrink * squared).sum()
+        freedom = 1.0 + (values * shrink).sum()  # the intercept is one more degree of freedom
+        gcv = (max(residual, 0.0) / n) / (1.0 - freedom / n) ** 2 if freedom < n else np.inf
+        if best is None or gcv < best[2]:
+            best = (shrink, float(penalty), float(gcv))
+    return best
 
 
 def split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (when every class has 2+ samples) train/test row indices, both sorted."""
-    from sklearn.model_selection import train_test_split
-
+    """Stratified train/test row indices, both sorted: per class, a seeded ``test_fraction`` of its rows (at
+    least one, and never all of them) is held out."""
+    rng = np.random.default_rng([seed, len(labels), 0x5917])
     rows = np.arange(len(labels))
-    _, counts = np.unique(labels, return_counts=True)
-    stratify = labels if counts.min() >= 2 else None
-    train, test = train_test_split(rows, test_size=test_fraction, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(test)
-
-
-def reduce(features: np.ndarray, fit_rows: np.ndarray, max_dims: int, seed: int) -> np.ndarray:
-    """Project features on at most ``max_dims`` principal components fitted on ``fit_rows``."""
-    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    if x.shape[1] <= max_dims:
-        return x
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=min(max_dims, len(fit_rows)), svd_solver="randomized", random_state=seed)
-    pca.fit(x[fit_rows])
-    return pca.transform(x)
+    held: list[np.ndarray] = []
+    for value in np.unique(labels):
+        members = rows[labels == value]
+        if len(members) < 2:
+            raise ValueError(f"class {value!r} has a single sample")
+        count = min(max(1, int(round(test_fraction * len(members)))), len(members) - 1)
+        held.append(rng.permutation(members)[:count])
+    test = np.sort(np.concatenate(held))
+    return np.setdiff1d(rows, test), test
 
 
 def linear_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, *,
-                 cs: Sequence[float], folds: int, max_dims: int, bootstrap: int, seed: int,
-                 max_iter: int = 300) -> ProbeResult:
-    """Held-out accuracy of a cross-validated multinomial logistic regression on the features."""
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
-
-    x = reduce(features, train, max_dims, seed)
-    scaler = StandardScaler().fit(x[train])
-    train_x, test_x = scaler.transform(x[train]), scaler.transform(x[test])
-    _, counts = np.unique(labels[train], return_counts=True)
-    splits = max(2, min(folds, int(counts.min())))
-    model = LogisticRegressionCV(Cs=list(cs), cv=StratifiedKFold(splits, shuffle=True, random_state=seed),
-                                 max_iter=max_iter, n_jobs=None, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # non-convergence at the weakest regularization is expected
-        model.fit(train_x, labels[train])
-    correct = model.predict(test_x) == labels[test]
+                 penalties: Sequence[float], bootstrap: int, seed: int) -> ProbeResult | None:
+    """Held-out accuracy of the GCV-chosen ridge probe on ``features`` (N, d); None for constant features."""
+    x = np.asarray(features).reshape(len(features), -1)
+    classes = np.unique(labels[train])
+    if len(train) < x.shape[1]:  # fewer training rows than dims: the same fit from the smaller Gram side
+        fit = fit_ridge_dual(x[train], one_hot(labels[train], classes), penalties)
+    else:
+        statistics = RidgeStatistics(x.shape[1], len(classes), x[train[0]])
+        for start in range(0, len(train), CHUNK):
+            rows = train[start : start + CHUNK]
+            statistics.add(x[rows], one_hot(labels[rows], classes))
+        fit = fit_ridge(statistics, penalties)
+    if fit is None:
+        return None
+    predicted = np.concatenate([classes[(np.asarray(x[test[s : s + CHUNK]], dtype=np.float64) @ fit.weights
+                                         + fit.intercept).argmax(axis=1)] for s in range(0, len(test), CHUNK)])
+    correct = predicted == labels[test]
     low, high = bootstrap_interval(correct, bootstrap, seed)
     _, test_counts = np.unique(labels[test], return_counts=True)
-    return ProbeResult(float(correct.mean()), low, high, float(test_counts.max() / len(test)),
-                       float(model.C_[0]), int(x.shape[1]))
+    return ProbeResult(float(correct.mean()), low, high, float(test_counts.max() / len(test)), fit.penalty,
+                       int(x.shape[1]))
+
+
+def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return (labels[:, None] == classes[None, :]).astype(np.float64)
 
 
 def bootstrap_interval(correct: np.ndarray, repeats: int, seed: int, level: float = 0.95) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.analysis.cka import choose_estimator, paired_cka
+from deeprep_report.analysis.cka import choose_estimator, paired_cka, sample_rows
 from deeprep_report.config import LAYER_STATISTICS, AnalysisSection
 from deeprep_report.errors import UserError
 from deeprep_report.store import Baseline, StoreReader, audited_pairs, data_difference, h5_name
@@ -79,9 +79,13 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
     probes_now = _probes(current)
     probes_then = _probes(reference)
     layers = []
+    channel_means = []
     for path in shared:
-        x = old.layer_group(reference["model"], reference["dataset"], path)["pooled"][()].astype(np.float64)
-        y = store.layer_group(current["model"], current["dataset"], path)["pooled"][()].astype(np.float64)
+        x, y = _views(old, reference, store, current, path)
+        if x is None:
+            channel_means.append(path)
+            x = old.layer_group(reference["model"], reference["dataset"], path)["pooled"][()].astype(np.float64)
+            y = store.layer_group(current["model"], current["dataset"], path)["pooled"][()].astype(np.float64)
         layers.append({
             "path": path,
             "cka": _cka(x, y, settings),
@@ -90,19 +94,34 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
             "probe": _change(probes_then.get(path), probes_now.get(path)) if path in probes_now and path in probes_then
             else None,
         })
+    notes = [f"compared on channel means, not on views (a store written before views, or views made another way): "
+             f"{', '.join(channel_means)}"] if channel_means else []
     return {"model": current["model"], "dataset": current["dataset"], "baseline_model": reference["model"],
-            "layers": layers,
+            "layers": layers, "notes": notes,
             "unmatched": {"baseline_only": [p for p in old_layers if p not in new_layers],
                           "current_only": [p for p in new_layers if p not in old_layers]}}
 
 
+def _views(old: StoreReader, reference: dict[str, Any], store: StoreReader, current: dict[str, Any],
+           path: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Both runs' views of a layer, when both have one and they were made the same way (else None, None)."""
+    then, spec_then = old.view(reference["model"], reference["dataset"], path)
+    now, spec_now = store.view(current["model"], current["dataset"], path)
+    if spec_now is None or not spec_now.comparable(spec_then):
+        return None, None
+    return then[()].astype(np.float64), now[()].astype(np.float64)
+
+
 def _cka(x: np.ndarray, y: np.ndarray, settings: AnalysisSection) -> float | None:
-    finite = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
-    x, y = x[finite], y[finite]
-    if len(x) < 4:
+    """Linear CKA on the rows finite in both, the same seeded sample of at most ``analysis.cka.samples`` rows
+    (the rows are the same samples in both runs)."""
+    finite = np.flatnonzero(np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1))
+    if len(finite) < 4:
         return None
-    estimator = choose_estimator(settings.cka.estimator, len(x), max(x.shape[1], y.shape[1]))
-    return paired_cka(x, y, estimator, settings.cka.minibatch_above, settings.cka.batch_size)
+    rows = sample_rows(finite, settings.cka.samples, 0)
+    estimator = choose_estimator(settings.cka.estimator, len(rows), settings.view.dims)
+    value = paired_cka(x[rows], y[rows], estimator)
+    return value if np.isfinite(value) else None
 
 
 def _probes(pair: dict[str, Any]) -> dict[str, float]:

@@ -37,6 +37,8 @@ def find(summary: dict[str, Any], saturation_at_least: float, anchors: dict[tupl
     for pair in summary["pairs"]:
         if pair["model"] in baselines:  # a random-weights twin: its dead units are not findings
             continue
+        analysis = pair.get("analysis") or {}
+        constant = {name for name, flag in zip(analysis.get("layers", []), analysis.get("constant") or []) if flag}
         for layer in pair["layers"]:
             stats = layer["stats"]
             where = f"{pair['model']} × {pair['dataset']} / {layer['path']}"
@@ -49,6 +51,9 @@ def find(summary: dict[str, Any], saturation_at_least: float, anchors: dict[tupl
             if stats["nonfinite_count"]:
                 found.append(Finding("NaN/Inf", where, f"{stats['nonfinite_count']:,} non-finite values "
                                      f"({100 * stats['nonfinite_fraction']:.3g} % of {stats['values']:,})", anchor))
+            if layer["path"] in constant:
+                found.append(Finding("constant layer", where, "the layer's view is the same for every analysed "
+                                     "sample: there is no representation to measure", anchor))
             saturation = stats["saturation_fraction"]
             if saturation is not None and saturation >= saturation_at_least:
                 found.append(Finding("saturated", where, f"{100 * saturation:.1f} % of values within the saturation "

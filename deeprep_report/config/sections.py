@@ -151,10 +151,18 @@ class ProbeSection(Strict):
 
     enabled: bool = Field(True, description="Probe every layer with labels.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the stratified split.")
-    folds: int = Field(3, ge=2, le=10, description="Cross-validation folds (on the training split) choosing C.")
-    cs: list[float] = Field([0.01, 0.1, 1.0, 10.0], min_length=1, description="Inverse L2 strengths tried.")
-    max_dims: int = Field(2000, ge=2, description="Wider features are projected on this many principal components.")
+    penalties: list[float] = Field(
+        [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
+        description="Ridge penalties tried, relative to the total variance of the layer's view; the one with "
+                    "the lowest generalised cross-validation error on the training split is used.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of the test set for the interval.")
+
+    @field_validator("penalties")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(not v > 0 for v in value):
+            raise ValueError(f"expected penalties > 0, got {value!r}")
+        return value
 
 
 class CKASection(Strict):
@@ -162,9 +170,12 @@ class CKASection(Strict):
 
     enabled: bool = Field(True, description="CKA between every pair of layers.")
     estimator: Literal["auto", "biased", "debiased"] = Field(
-        "auto", description="auto: debiased when N < 20 × the widest layer's units.")
-    minibatch_above: int = Field(10000, ge=10, description="Above this many samples, minibatch CKA.")
-    batch_size: int = Field(2000, ge=10, description="Samples per minibatch.")
+        "auto", description="auto: debiased when the samples used are fewer than 20 × the widest view's dims.")
+    method: Literal["subsample", "minibatch"] = Field(
+        "subsample", description="subsample: one seeded sample of at most `samples` rows, one Gram matrix per "
+                                 "layer; minibatch: unbiased HSIC averaged over minibatches of all N rows.")
+    samples: int = Field(2000, ge=10, description="Rows of the seeded sample (method subsample).")
+    batch_size: int = Field(2000, ge=10, description="Samples per minibatch (method minibatch).")
 
 
 class GeometrySection(Strict):
@@ -185,6 +196,18 @@ class ClassSection(Strict):
     projection_samples: int = Field(1000, ge=10, description="Samples shown in each projection.")
 
 
+class ViewSection(Strict):
+    """How each layer enters the depth analysis: its whole (flattened) activation, reduced above ``dims``."""
+
+    dims: int = Field(2048, ge=16, le=65536, description="Layers whose flattened activation has at most this many "
+                                                          "values enter whole; wider ones are count-sketched to it.")
+    method: Literal["count_sketch"] = Field(
+        "count_sketch", description="The reduction of wider layers: a seeded count sketch of the flattened "
+                                    "activation (linear, unbiased for inner products, data-independent).")
+    seed: int = Field(0, description="Seed of the sketch; keep it equal between runs you compare.")
+    dtype: Literal["float16", "float32"] = Field("float16", description="Storage type of the views.")
+
+
 class TransferSection(Strict):
     """Transfer profile: probe every layer on a second labelled dataset the model was not trained on."""
 
@@ -192,10 +215,11 @@ class TransferSection(Strict):
 
 
 class AnalysisSection(Strict):
-    """How the representation evolves with depth, on the pooled activations."""
+    """How the representation evolves with depth, on each layer's view (its flattened activation, or a sketch)."""
 
     enabled: bool = Field(True, description="Run the representation analysis.")
     include_input: bool = Field(True, description="Analyse the input itself (flattened) as layer 0.")
+    view: ViewSection = Field(default_factory=lambda: ViewSection())
     random_baseline: bool = Field(
         False, description="Also run the same architecture with fresh random weights (seeded) and compare.")
     transfer: TransferSection = Field(default_factory=lambda: TransferSection())

@@ -67,13 +67,15 @@ def copy_pair(source: Path, group: str, target: h5py.File, destination: str) -> 
 
 
 def copy_inputs(source: Path, dataset_group: str, target: h5py.File, arrays: list[str]) -> int:
-    """Copy a dataset's stored input arrays; return the source's count of non-finite input values."""
+    """Copy a dataset's stored input arrays and their views; return the source's count of non-finite input
+    values."""
     with h5py.File(source, "r") as store:
         group = store[dataset_group]
         for name in arrays:
-            key = f"inputs/{name}"
-            if key in group and f"{dataset_group}/{key}" not in target:
-                target.require_group(f"{dataset_group}/inputs").copy(group[key], name)
+            for folder in ("inputs", "views"):
+                key = f"{folder}/{name}"
+                if key in group and f"{dataset_group}/{key}" not in target:
+                    target.require_group(f"{dataset_group}/{folder}").copy(group[key], name)
         return int(group.attrs.get("nonfinite_inputs", 0))
 
 

@@ -36,7 +36,8 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
         key = pair_cache_key(pair, plan.config.pipeline)
         found = reusable.get(key)
         if found is None:
-            extract_pair(pair, store, plan.config.pipeline.stats, stored_inputs, bar)
+            pipeline = plan.config.pipeline
+            extract_pair(pair, store, pipeline.stats, pipeline.analysis.view, stored_inputs, bar)
         else:
             _reuse_pair(pair, store, found, stored_inputs)
         store.set_attrs(pair_key(pair.model.name, pair.data.name), {"cache_key": key})
@@ -49,7 +50,7 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
 def pair_cache_key(pair: Pair, pipeline: Any) -> str:
     """What the pair's stored activations depend on (see :func:`deeprep_report.extract.cache.cache_key`)."""
     settings = {"store": pipeline.store.model_dump(mode="json"), "stats": pipeline.stats.model_dump(mode="json"),
-                "tool_version": __version__}
+                "view": pipeline.analysis.view.model_dump(mode="json"), "tool_version": __version__}
     return cache.cache_key(pair.model.loaded.fingerprint, pair.data.fingerprint, pair.data.rows,
                            [info.path for info in pair.model.selected], pair.binding, settings)
 

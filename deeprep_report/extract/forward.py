@@ -15,20 +15,22 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from deeprep_report.config import StatsSection
+from deeprep_report.config.sections import ViewSection
 from deeprep_report.extract.accumulate import LayerAccumulator
 from deeprep_report.extract.plan import DatasetEntry, Pair
 from deeprep_report.progress import Progress
 from deeprep_report.sources.datasets import batches
+from deeprep_report.extract.views import LayerView
 from deeprep_report.stats import saturation_thresholds
+from deeprep_report.stats.views import view_spec
 from deeprep_report.store import StoreWriter, h5_name, pair_key, utc_now
 
 Forward = Callable[[Any], dict[str, Any]]
 
 
-def extract_pair(
-    pair: Pair, store: StoreWriter, stats: StatsSection, stored_inputs: set[tuple[str, str]], bar: bool | None = None
-) -> None:
-    """Run one model over one dataset, writing its selected layers' activations and accumulators.
+def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: ViewSection,
+                 stored_inputs: set[tuple[str, str]], bar: bool | None = None) -> None:
+    """Run one model over one dataset, writing its selected layers' activations, views and accumulators.
 
     Three threads form a pipeline: this one runs the forward pass of batch k+1
     while a worker folds batch k into the statistics (numba, GIL released) and
@@ -40,7 +42,8 @@ def extract_pair(
     forward = compile_forward(model.graph.tap_model(paths), model.graph.inputs, pair)
     arrays = sorted(set(pair.binding.values()))
     new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
-    folding = _Fold(store, pair, paths, stats, _InputStore(store, data, new_inputs) if new_inputs else None)
+    folding = _Fold(store, pair, paths, stats, views,
+                    _InputStore(store, data, new_inputs, views) if new_inputs else None)
     started_at = utc_now()
     with Progress(len(data.rows), f"{model.name} × {data.name}", bar=bar) as progress:
         with _Worker(depth=2, name="write") as writes, _Worker(depth=1, name="stats") as statistics:
@@ -60,12 +63,15 @@ def extract_pair(
 class _Fold:
     """Folds each batch's layer outputs into the accumulators and hands the results to the writer."""
 
-    def __init__(self, store: StoreWriter, pair: Pair, paths: list[str], stats: StatsSection,
+    def __init__(self, store: StoreWriter, pair: Pair, paths: list[str], stats: StatsSection, views: ViewSection,
                  inputs: "_InputStore | None") -> None:
         self.stats = stats
+        self.view_settings = views
         self.infos = {info.path: info for info in pair.model.selected}
-        self.writers = {path: store.layer(pair.model.name, pair.data.name, path, len(pair.data.rows)) for path in paths}
+        self.writers = {path: store.layer(pair.model.name, pair.data.name, path, len(pair.data.rows), views.dtype)
+                        for path in paths}
         self.accumulators: dict[str, LayerAccumulator] = {}
+        self.views: dict[str, LayerView] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.inputs = inputs
 
@@ -80,8 +86,9 @@ class _Fold:
                 accumulator = self.accumulators[path] = _accumulator(activations, self.infos[path].activation,
                                                                      self.stats)
                 self.shapes[path] = tuple(activations.shape[1:])
+                self.views[path] = LayerView.of(self.shapes[path], self.view_settings)
             keep = activations if start < writer.full_samples else None  # release big batches early
-            jobs.append((writer, accumulator.update(activations), keep))
+            jobs.append((writer, accumulator.update(activations), keep, self.views[path].apply(activations)))
         writes.submit(_write_layers, start, jobs)
 
     def finish(self) -> None:
@@ -90,7 +97,8 @@ class _Fold:
         for path, writer in self.writers.items():
             accumulator = self.accumulators[path]
             writer.finish(accumulator.moments, accumulator.histogram,
-                          _layer_attrs(self.infos[path], accumulator, self.shapes[path], self.stats))
+                          {**_layer_attrs(self.infos[path], accumulator, self.shapes[path], self.stats),
+                           **self.views[path].spec.attrs()})
 
 
 def compile_forward(tap_model: Any, inputs: Any, pair: Pair) -> Forward:
@@ -126,9 +134,9 @@ def _layer_attrs(info: Any, accumulator: LayerAccumulator, shape: tuple[int, ...
     }
 
 
-def _write_layers(start: int, jobs: list[tuple[Any, np.ndarray, np.ndarray | None]]) -> None:
-    for writer, pooled, activations in jobs:
-        writer.write(start, pooled, activations)
+def _write_layers(start: int, jobs: list[tuple[Any, np.ndarray, np.ndarray | None, np.ndarray | None]]) -> None:
+    for writer, pooled, activations, view in jobs:
+        writer.write(start, pooled, activations, view)
 
 
 class _Worker:
@@ -162,19 +170,25 @@ class _Worker:
 
 
 class _InputStore:
-    """Writes a dataset's model inputs once (the first pair that reads them) and counts non-finite values."""
+    """Writes a dataset's model inputs and their analysis views once (the first pair that reads them) and counts
+    non-finite values."""
 
-    def __init__(self, store: StoreWriter, data: DatasetEntry, arrays: list[str]) -> None:
+    def __init__(self, store: StoreWriter, data: DatasetEntry, arrays: list[str], views: ViewSection) -> None:
         self.store = store
         self.key = f"datasets/{h5_name(data.name)}"
         self.keep = store.settings.inputs
         self.nonfinite = 0
         self.datasets = {}
-        if self.keep:
-            for name in arrays:
-                info = data.dataset.arrays[name]
+        self.views: dict[str, tuple[LayerView, Any]] = {}
+        for name in arrays:
+            info = data.dataset.arrays[name]
+            if self.keep:
                 self.datasets[name] = store.create(f"{self.key}/inputs/{h5_name(name)}", (len(data.rows), *info.shape),
                                                    store.stored_dtype(info.dtype))
+            view = LayerView(view_spec(int(np.prod(info.shape, dtype=np.int64)), False, views.dims, views.seed))
+            target = store.create(f"{self.key}/views/{h5_name(name)}", (len(data.rows), view.spec.dims), views.dtype)
+            target.attrs.update(view.spec.attrs())
+            self.views[name] = (view, target)
 
     def write(self, start: int, batch: dict[str, np.ndarray]) -> None:
         for name, values in batch.items():
@@ -182,6 +196,9 @@ class _InputStore:
                 self.nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
             if name in self.datasets:
                 self.datasets[name][start : start + len(values)] = values
+            if name in self.views:
+                view, target = self.views[name]
+                target[start : start + len(values)] = view.apply(values).astype(target.dtype)
 
     def finish(self) -> None:
         group = self.store.file[self.key]

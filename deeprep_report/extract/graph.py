@@ -46,6 +46,7 @@ class LayerInfo:
     inputs: tuple[str, ...]
     activation: str | None
     reason: str | None = None  # why the layer cannot be captured; None when it can
+    activation_inherited: bool = False  # the activation is the input's (pooling, reshape, dropout)
     tensor: Any = field(default=None, repr=False)
     layer_id: int = field(default=0, repr=False)
 
@@ -59,7 +60,7 @@ class LayerInfo:
             "path": self.path, "class_name": self.class_name,
             "output_shape": list(self.output_shape) if self.output_shape is not None else None,
             "params": self.params, "inputs": list(self.inputs), "activation": self.activation,
-            "capturable": self.capturable, "reason": self.reason,
+            "activation_inherited": self.activation_inherited, "capturable": self.capturable, "reason": self.reason,
         }
 
 
@@ -100,22 +101,25 @@ class LayerGraph:
             self._producer[id(tensor)] = path
         tensor = tensors[0] if len(tensors) == 1 else None
         shape = tuple(tensor.shape) if tensor is not None else None
+        activation, inherited = self._activation(layer, sources)
         self.layers.append(LayerInfo(
             path=path, name=layer.name, class_name=type(layer).__name__, output_shape=shape,
-            params=_count_params(layer), inputs=sources, activation=self._activation(layer, sources),
+            params=_count_params(layer), inputs=sources, activation=activation, activation_inherited=inherited,
             reason=reason, tensor=tensor, layer_id=id(layer),
         ))
 
-    def _activation(self, layer: keras.layers.Layer, sources: tuple[str, ...]) -> str | None:
+    def _activation(self, layer: keras.layers.Layer, sources: tuple[str, ...]) -> tuple[str | None, bool]:
+        """(activation, whether it is inherited from the input of a pass-through layer)."""
         own = activation_name(layer)
         if own is not None and own != "linear":
-            return own
+            return own, False
         if type(layer).__name__ in PASS_THROUGH and sources:
             known = {info.path: info.activation for info in self.layers}
             inherited = {known.get(source) for source in sources}
             if len(inherited) == 1:
-                return inherited.pop()
-        return own
+                value = inherited.pop()
+                return value, value is not None
+        return own, False
 
     def _mark_shared(self) -> None:
         seen: set[int] = set()

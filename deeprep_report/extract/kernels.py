@@ -130,6 +130,19 @@ def _histogram(y, inv_width, first_index, nbins, hist, binbuf):  # pragma: no co
             _count_codes(buf, S * C, hist[t])
 
 
+def _sketch(x, buckets, signs, out):  # pragma: no cover - compiled
+    """Count sketch of each row of ``x`` (B, F) into ``out`` (B, D): out[b, buckets[f]] += signs[f] * x[b, f]."""
+    B, F = x.shape
+    D = out.shape[1]
+    for b in prange(B):
+        row = out[b]
+        for d in range(D):
+            row[d] = 0.0
+        values = x[b]
+        for f in range(F):
+            row[buckets[f]] += signs[f] * values[f]
+
+
 @njit(**_OPTIONS)
 def fold(values, count, s1, s2, vmin, vmax, zeros, saturated, hist, run_count, run_s1, run_s2, run_min, run_max,
          run_zeros, run_nonfinite, run_saturated, run_codes):  # pragma: no cover - compiled
@@ -224,6 +237,7 @@ PARALLEL_BYTES = 2 << 20
 fast = _Dispatch(_fast)
 careful = _Dispatch(_careful)
 histogram = _Dispatch(_histogram)
+sketch = _Dispatch(_sketch)
 
 
 def warm_up() -> None:
@@ -237,6 +251,9 @@ def warm_up() -> None:
     for variant in (fast, careful, histogram):
         for kernel, rows in ((variant.serial, 1), (variant.parallel, threads())):
             _call_with_scratch(variant, kernel, rows, y)
+    for kernel in (sketch.serial, sketch.parallel):
+        kernel(np.zeros((2, 3), dtype=np.float32), np.zeros(3, dtype=np.int64), np.ones(3, dtype=np.float32),
+               np.zeros((2, 2), dtype=np.float32))
     one = lambda dtype=np.float64: np.zeros((1, 2), dtype=dtype)  # noqa: E731
     run = lambda dtype=np.float64: np.zeros(2, dtype=dtype)  # noqa: E731
     fold(2, one(np.int64), one(), one(), one(np.float32), one(np.float32), one(np.int64), one(np.int64),

@@ -31,7 +31,7 @@ import numpy as np
 
 from deeprep_report.config import ReportSection
 from deeprep_report.report import figures
-from deeprep_report.store import StoreReader, audited_pairs, h5_name, pair_key, random_twins
+from deeprep_report.store import StoreReader, audited_pairs, h5_name, pair_key, random_twins, read_rows
 
 log = logging.getLogger("deeprep")
 
@@ -101,9 +101,3 @@ class ReportContext:
             if all(image is not None for image in images):
                 return images
         return None
-
-
-def read_rows(dataset: Any, rows: np.ndarray) -> np.ndarray:
-    """Rows of an HDF5 dataset in the given order (h5py wants increasing indices)."""
-    unique, inverse = np.unique(rows, return_inverse=True)
-    return dataset[unique][inverse]

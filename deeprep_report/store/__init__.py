@@ -7,7 +7,7 @@ through :class:`StoreReader`. Formats: docs/store.md, docs/summary.md.
 """
 
 from deeprep_report.store.activations import (
-    FORMAT, FORMAT_VERSION, LayerWriter, StoreReader, StoreWriter, h5_name, layer_key, pair_key,
+    FORMAT, FORMAT_VERSION, LayerWriter, StoreReader, StoreWriter, h5_name, layer_key, pair_key, read_rows,
 )
 from deeprep_report.store.provenance import package_versions, platform_info, utc_now
 from deeprep_report.store.runfolder import RunFolder, display_path, write_atomic
@@ -20,5 +20,5 @@ __all__ = [
     "FORMAT", "FORMAT_VERSION", "NONFINITE_NOTE", "READABLE_VERSIONS", "SCHEMA_ID", "SCHEMA_VERSION", "Baseline",
     "LayerWriter", "RunFolder", "StoreReader", "StoreWriter", "audited_pairs", "data_difference", "display_path",
     "h5_name", "layer_key", "load_summary", "open_baseline", "open_store", "package_versions", "pair_key",
-    "platform_info", "random_twins", "stored_pipeline", "to_json_value", "utc_now", "write_atomic", "write_json",
+    "platform_info", "random_twins", "read_rows", "stored_pipeline", "to_json_value", "utc_now", "write_atomic", "write_json",
 ]

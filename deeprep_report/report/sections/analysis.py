@@ -23,7 +23,10 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
     where = f"{pair['model']} × {pair['dataset']}: depth analysis"
     shown_figures: list[Shown] = []
 
-    def add(what: str, alt: str, caption: str, draw: Callable[[], str]) -> None:
+    entered = view_note(analysis)
+
+    def add(what: str, alt: str, caption: str, draw: Callable[[], str], on_views: bool = True) -> None:
+        caption = f"{caption} {entered}" if on_views else caption
         shown_figures.append(ctx.figure(f"{where}: {what}", alt, caption, draw))
 
     def series(block: str, key: str) -> dict[str, list[float | None]]:
@@ -42,7 +45,7 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
         chance = next((p["chance"] for p in probe if p), None)
         add("probe accuracy", f"Linear probe accuracy of each layer of {pair['model']}",
             f"Held-out accuracy of a linear probe on each layer{vs}, with the 95 % bootstrap interval; dashed: "
-            "chance (the largest class). x: layers in model order (input: the pixels); y: accuracy.",
+            "chance (the largest class). x: layers in model order (input: the model's input); y: accuracy.",
             lambda: figures.depth_profile(names, series("probe", "accuracy"), "probe accuracy",
                                           bands={"trained": ([p["low"] if p else None for p in probe],
                                                              [p["high"] if p else None for p in probe])},
@@ -97,10 +100,11 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
             lambda: figures.depth_profile(names, series("classes", "silhouette"), "silhouette"))
         add("selectivity", "Class selectivity of the units of each layer",
             "Per layer, the distribution of unit class-selectivity indices (μ_max − μ_rest)/(μ_max + μ_rest) "
-            "over class-conditional mean activations: 1 is a unit active for one class only. Box: quartiles "
-            "and median; whiskers: 5–95 %.",
+            "over each channel's class-conditional mean activation, in [0, 1]: 1 is a unit active for one class "
+            "only. Defined for non-negative activations: units that take negative values are left out. Box: "
+            "quartiles and median; whiskers: 5–95 %.",
             lambda: figures.distributions(names[1:] if names[0] == "input" else names,
-                                          _selectivities(ctx, pair, names), "class selectivity"))
+                                          _selectivities(ctx, pair, names), "class selectivity"), on_views=False)
         panels = _projection_panels(ctx, names, shown)
         add("projections", "2-D projections of layers, coloured by class",
             f"The first principal components of {len(panels)} layers in depth order, each point a sample "
@@ -161,10 +165,13 @@ def _analysis_table(analysis: dict[str, Any], random: dict[str, Any] | None) -> 
         if random else None
     twin_cka = (analysis.get("baseline") or {}).get("cka_with_trained")
     columns: list[tuple[str, Callable[[int], str]]] = []
+    if analysis.get("views"):
+        views = analysis["views"]
+        columns.append(("view", lambda i: views[i]["basis"]))
     if analysis.get("probe"):
         probe = analysis["probe"]
         columns.append(("probe accuracy (95 % interval)", lambda i: "n/a" if not probe[i] else
-                        f"{probe[i]['accuracy']:.3f} ({probe[i]['low']:.2f}–{probe[i]['high']:.2f})"))
+                        f"{number(probe[i]['accuracy'])} ({number(probe[i]['low'])}–{number(probe[i]['high'])})"))
         if random_probe:
             columns.append(("probe, random weights", lambda i: "n/a" if not random_probe[i] else
                             f"{random_probe[i]['accuracy']:.3f}"))
@@ -188,6 +195,19 @@ def _analysis_table(analysis: dict[str, Any], random: dict[str, Any] | None) -> 
         columns.append(("CKA with random weights", lambda i: number(twin_cka[i])))
     return {"header": ["layer"] + [title for title, _ in columns],
             "rows": [[name] + [cell(i) for _, cell in columns] for i, name in enumerate(names)]}
+
+
+def view_note(analysis: dict[str, Any]) -> str:
+    """One sentence saying how the layers entered the analysis (every depth figure carries it)."""
+    views = analysis.get("views")
+    if not views:
+        return "Layers enter as their channel means (a run before analysis views)."
+    sketched = [v["layer"] for v in views if v["method"] == "count_sketch"]
+    legacy = [v["layer"] for v in views if v["method"] == "channel_means"]
+    parts = [f"{', '.join(sketched)} as count sketches to {views[[v['layer'] for v in views].index(sketched[0])]['dims']:,}"
+             " values" if sketched else "", f"{', '.join(legacy)} as channel means" if legacy else ""]
+    detail = "; ".join(part for part in parts if part)
+    return ("Layers enter whole (flattened)" + (f", except {detail}." if detail else "."))
 
 
 def _plus_minus(value: float | None, spread: float | None) -> str:

@@ -28,7 +28,7 @@ def build(ctx: ReportContext) -> dict[str, Any] | None:
         figure = ctx.figure(
             f"{title}: CKA with the baseline", f"Linear CKA of each layer of {pair['model']} with the same layer in "
             "the baseline run",
-            "Per layer, linear CKA between this run's and the baseline run's pooled activations of the same samples: "
+            "Per layer, linear CKA between this run's and the baseline run's views of the same samples: "
             "1 is the same representation up to rotation and scale; low values show where the model changed most.",
             lambda names=names, values=values: figures.depth_profile(names, {"CKA with baseline": values},
                                                                      "linear CKA"))
@@ -44,7 +44,7 @@ def build(ctx: ReportContext) -> dict[str, Any] | None:
         pairs.append({"id": f"changes-{index}", "title": title, "baseline_model": pair["baseline_model"],
                       "figure": figure, "rows": rows, "columns": [label for _, label in CHANGED],
                       "lowest": {"layer": lowest[1], "cka": lowest[0]} if lowest else None,
-                      "unmatched": pair["unmatched"]})
+                      "unmatched": pair["unmatched"], "notes": pair.get("notes", [])})
     return {"baseline": comparison["baseline"], "pairs": pairs, "unmatched_pairs": comparison["unmatched_pairs"]}
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from deeprep_report.report import figures
-from deeprep_report.report.context import ReportContext, Shown, read_rows
+from deeprep_report.report.context import ReportContext, Shown
 from deeprep_report.report.formatting import number, percent
+from deeprep_report.store import read_rows
 
 HEATMAP_UNITS = 64
 _ROWS_PER_READ = 8192
@@ -34,7 +35,9 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
         gallery = _gallery(ctx, pair, layer, group, ranked, where)
     elif layer["kind"] in ("vector", "sequence"):
         heatmap = _heatmap(ctx, pair, layer, group, ranked, where)
-    return {**layer, "id": anchor, "stats_rows": _stats_rows(layer), "units_figure": units,
+    architecture = {row["path"]: row for m in ctx.summary["models"] if m["name"] == model for row in m["layers"]}
+    inherited = bool(architecture.get(path, {}).get("activation_inherited"))
+    return {**layer, "id": anchor, "inherited": inherited, "stats_rows": _stats_rows(layer), "units_figure": units,
             "gallery": gallery, "heatmap": heatmap, "exemplars": _exemplars(ctx, pair, layer, group, ranked, where)}
 
 

@@ -1,0 +1,93 @@
+"""What each depth metric sees: every layer's analysis view (``stats/views.py``), read from the store one layer
+at a time, so that memory holds one layer's N × dims view, not the whole network's."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deeprep_report.stats.views import ViewSpec
+from deeprep_report.store import StoreReader, h5_name, pair_key, read_rows
+
+INPUT = "input"
+#: Rows read at a time when scanning a view.
+CHUNK = 8192
+
+
+@dataclass
+class Layer:
+    """One analysed layer: its name, the stored arrays whose columns make its view, and how they were made."""
+
+    name: str
+    arrays: list[Any]
+    spec: ViewSpec | None  # None: a store without views, whose channel means stand in
+
+    @property
+    def dims(self) -> int:
+        return sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in self.arrays)
+
+    @property
+    def basis(self) -> str:
+        """How this layer entered the analysis, in words (for the report)."""
+        if self.spec is None:
+            return "channel means (store without views)"
+        if self.spec.method == "count_sketch":
+            return f"count sketch {self.spec.input_dims:,} → {self.spec.dims:,}"
+        return f"whole ({self.spec.input_dims:,} values)"
+
+    def read(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """The view at ``rows`` (all by default) as float64 (N, dims)."""
+        parts = [np.asarray(read_rows(a, rows), dtype=np.float64).reshape(-1, int(np.prod(a.shape[1:])))
+                 for a in self.arrays]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+class PairFeatures:
+    """The analysed layers of one pair in depth order (the input first when its view is stored)."""
+
+    def __init__(self, store: StoreReader, model: str, dataset: str, include_input: bool) -> None:
+        self.layers: list[Layer] = []
+        if include_input:
+            layer = _input_layer(store, model, dataset)
+            if layer is not None:
+                self.layers.append(layer)
+        for path in store.layers(model, dataset):
+            view, spec = store.view(model, dataset, path)
+            self.layers.append(Layer(path, [view], spec))
+        self.samples = self.layers[0].arrays[0].shape[0] if self.layers else 0
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def finite_rows(self) -> np.ndarray:
+        """Samples whose view is finite in every layer (the same rows enter every metric)."""
+        keep = np.ones(self.samples, dtype=bool)
+        for layer in self.layers:
+            for start in range(0, self.samples, CHUNK):
+                block = layer.read(slice(start, start + CHUNK))
+                keep[start : start + len(block)] &= np.isfinite(block).all(axis=1)
+        return keep
+
+
+def fingerprint(x: np.ndarray) -> str:
+    """Identical views (a model's input and its random twin's, Flatten and inference Dropout) are analysed once."""
+    return hashlib.sha1(np.ascontiguousarray(x).view(np.uint8)).hexdigest() + str(x.shape)
+
+
+def _input_layer(store: StoreReader, model: str, dataset: str) -> Layer | None:
+    group = store.file[f"datasets/{h5_name(dataset)}"]
+    binding = store.json_attr(pair_key(model, dataset), "binding")
+    names = [h5_name(array) for array in binding.values()]
+    if "views" in group and all(name in group["views"] for name in names):
+        arrays = [group["views"][name] for name in names]
+        specs = [ViewSpec.from_attrs(dict(a.attrs)) for a in arrays]
+        return Layer(INPUT, arrays, specs[0] if len(specs) == 1 else None)
+    if "inputs" in group and all(name in group["inputs"] for name in names):  # a store without views
+        arrays = [group["inputs"][name] for name in names]
+        dims = sum(int(np.prod(a.shape[1:])) for a in arrays)
+        return Layer(INPUT, arrays, ViewSpec("flat", dims, dims, 0))
+    return None
