@@ -235,3 +235,18 @@ def test_conv_layers_read_where_a_blob_is_although_channel_means_cannot(tmp_path
     train, test = probes.split(stored_labels, 0.2, 0)
     channel_means = probes.linear_probe(means, stored_labels, train, test, penalties=PENALTIES, bootstrap=0, seed=0)
     assert channel_means.accuracy < 0.5 and accuracy["gap"] < 0.5  # pooled away: only chance is left
+
+
+def test_a_constant_layer_is_a_finding_not_a_number():
+    from deeprep_report.audit.findings import find
+
+    stats = {"dead_units": 0, "dead_fraction": 0.0, "nonfinite_count": 0, "nonfinite_fraction": 0.0,
+             "saturation_fraction": None, "values": 10}
+    summary = {"datasets": [{"name": "d", "nonfinite_inputs": 0}],
+               "models": [{"name": "m", "skipped_layers": [], "baseline_of": None}],
+               "pairs": [{"model": "m", "dataset": "d",
+                          "layers": [{"path": p, "units": 2, "stats": stats, "dead_unit_indices": [],
+                                      "activation": None} for p in ("a", "b")],
+                          "analysis": {"layers": ["input", "a", "b"], "constant": [False, False, True]}}]}
+    found = find(summary, 0.5, {("m", "d", "b"): "layer-b"})
+    assert [(f.kind, f.where, f.anchor) for f in found] == [("constant layer", "m × d / b", "layer-b")]

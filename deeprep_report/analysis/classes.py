@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from deeprep_report.analysis.features import Rows
+from deeprep_report.store import read_rows
 
-def nearest_centroid_accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
-    """Accuracy on ``test`` of assigning each sample to the nearest class mean of ``train`` (Euclidean)."""
+
+def nearest_centroid_accuracy(x: np.ndarray | Rows, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Accuracy on ``test`` of assigning each sample to the nearest class mean of ``train`` (Euclidean); an array
+    or a :class:`Rows` source, read in two chunked passes (class sums, then the test rows)."""
+    source = x if isinstance(x, Rows) else Rows.of_array(x)
     classes = np.unique(y[train])
-    centroids = np.stack([x[train][y[train] == c].mean(axis=0) for c in classes])
-    distances = (centroids * centroids).sum(axis=1)[None, :] - 2 * (x[test] @ centroids.T)  # + ‖x‖², same per row
-    return float((classes[distances.argmin(axis=1)] == y[test]).mean())
+    sums = np.zeros((len(classes), source.dims))
+    in_train, in_test = np.zeros(source.n, dtype=bool), np.zeros(source.n, dtype=bool)
+    in_train[train], in_test[test] = True, True
+    for start, block in source.chunks():
+        mask = in_train[start : start + len(block)]
+        np.add.at(sums, np.searchsorted(classes, y[start : start + len(block)][mask]), block[mask])
+    centroids = sums / np.bincount(np.searchsorted(classes, y[train]), minlength=len(classes))[:, None]
+    correct = 0
+    for start, block in source.chunks():
+        mask = in_test[start : start + len(block)]
+        distances = (centroids * centroids).sum(axis=1)[None, :] - 2 * (block[mask] @ centroids.T)  # + ‖x‖²
+        correct += int((classes[distances.argmin(axis=1)] == y[start : start + len(block)][mask]).sum())
+    return correct / len(test)
 
 
 def silhouette(x: np.ndarray, y: np.ndarray, samples: int, seed: int) -> float:
@@ -38,6 +55,20 @@ def silhouette(x: np.ndarray, y: np.ndarray, samples: int, seed: int) -> float:
     return float(score.mean())
 
 
+def selectivity_of(pooled: Any, y: np.ndarray, rows: np.ndarray | None = None, chunk: int = 8192) -> np.ndarray:
+    """:func:`selectivity` of a stored (N, C) array at ``rows`` (all by default), read in chunks."""
+    rows = np.arange(pooled.shape[0]) if rows is None else rows
+    classes = np.unique(y)
+    sums = np.zeros((len(classes), pooled.shape[1]))
+    low = np.full(pooled.shape[1], np.inf)
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(read_rows(pooled, rows[start : start + chunk]), dtype=np.float64)
+        np.add.at(sums, np.searchsorted(classes, y[start : start + chunk]), block)
+        low = np.minimum(low, block.min(axis=0))
+    means = sums / np.bincount(np.searchsorted(classes, y), minlength=len(classes))[:, None]
+    return _selectivity(means, low)
+
+
 def selectivity(pooled: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Class selectivity index of each unit (Morcos et al. 2018): (μ_max − μ_rest) / (μ_max + μ_rest), in [0, 1].
 
@@ -50,12 +81,17 @@ def selectivity(pooled: np.ndarray, y: np.ndarray) -> np.ndarray:
     """
     classes = np.unique(y)
     means = np.stack([pooled[y == c].mean(axis=0) for c in classes]).astype(np.float64)  # (K, C)
+    return _selectivity(means, np.asarray(pooled).min(axis=0))
+
+
+def _selectivity(means: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The index from class means (K, C) and each unit's minimum (NaN where it goes below 0)."""
     top = means.max(axis=0)
-    rest = (means.sum(axis=0) - top) / max(len(classes) - 1, 1)
+    rest = (means.sum(axis=0) - top) / max(len(means) - 1, 1)
     denominator = top + rest
     with np.errstate(invalid="ignore", divide="ignore"):
         index = np.where(denominator > 0, (top - rest) / denominator, 0.0)
-    return np.where(np.asarray(pooled).min(axis=0) < 0, np.nan, index)
+    return np.where(low < 0, np.nan, index)
 
 
 def projection_2d(x: np.ndarray, method: str, seed: int) -> np.ndarray:

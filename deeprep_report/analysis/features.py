@@ -13,8 +13,9 @@ from deeprep_report.stats.views import ViewSpec
 from deeprep_report.store import StoreReader, h5_name, pair_key, read_rows
 
 INPUT = "input"
-#: Rows read at a time when scanning a view.
+#: Rows read at a time when scanning a view: at most CHUNK, and at most CHUNK_BYTES of float64.
 CHUNK = 8192
+CHUNK_BYTES = 16 << 20
 
 
 @dataclass
@@ -67,15 +68,60 @@ class PairFeatures:
         """Samples whose view is finite in every layer (the same rows enter every metric)."""
         keep = np.ones(self.samples, dtype=bool)
         for layer in self.layers:
-            for start in range(0, self.samples, CHUNK):
-                block = layer.read(slice(start, start + CHUNK))
+            for start, block in Rows.of_layer(layer, np.arange(self.samples), all_rows=True).chunks():
                 keep[start : start + len(block)] &= np.isfinite(block).all(axis=1)
         return keep
 
 
+class Rows:
+    """A layer's view on the analysed rows, read in chunks or at chosen positions, never whole: every family
+    works from chunked passes and bounded subsamples, so memory does not grow with N."""
+
+    def __init__(self, read: Any, count: int, dims: int, chunk: int | None = None) -> None:
+        self._read = read  # positions (slice or sorted array) -> float64 rows
+        self.n = count
+        self.dims = dims
+        self.chunk = chunk or max(64, min(CHUNK, CHUNK_BYTES // (8 * max(dims, 1))))
+
+    @classmethod
+    def of_array(cls, x: np.ndarray) -> "Rows":
+        """An in-memory array as a row source (tests, small data)."""
+        x = np.asarray(x).reshape(len(x), -1)
+        return cls(lambda rows: np.asarray(x[rows], dtype=np.float64), len(x), x.shape[1])
+
+    @classmethod
+    def of_layer(cls, layer: Layer, rows: np.ndarray, all_rows: bool) -> "Rows":
+        """``layer`` at dataset ``rows`` (sorted); ``all_rows``: they are every row, read as slices."""
+        def read(positions: slice | np.ndarray) -> np.ndarray:
+            if all_rows:
+                return layer.read(positions)
+            return layer.read(rows[positions])
+        return cls(read, len(rows), layer.dims)
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """Rows at sorted ``positions`` (a subsample: bounded by its size)."""
+        return self._read(np.asarray(positions))
+
+    def chunks(self):
+        """(start, rows) blocks in order."""
+        for start in range(0, self.n, self.chunk):
+            yield start, self._read(slice(start, min(start + self.chunk, self.n)))
+
+    def scan(self) -> tuple[str, bool]:
+        """(fingerprint, constant) in one pass: identical views (a model's input and its random twin's, Flatten
+        and inference Dropout) are analysed once; a constant view has nothing to measure."""
+        digest = hashlib.sha1()
+        low = np.full(self.dims, np.inf)
+        high = np.full(self.dims, -np.inf)
+        for _, block in self.chunks():
+            digest.update(np.ascontiguousarray(block).view(np.uint8))
+            low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
+        return digest.hexdigest() + f"({self.n}, {self.dims})", bool(not (high > low).any())
+
+
 def fingerprint(x: np.ndarray) -> str:
-    """Identical views (a model's input and its random twin's, Flatten and inference Dropout) are analysed once."""
-    return hashlib.sha1(np.ascontiguousarray(x).view(np.uint8)).hexdigest() + str(x.shape)
+    """The fingerprint :meth:`Rows.scan` gives an in-memory array."""
+    return Rows.of_array(x).scan()[0]
 
 
 def _input_layer(store: StoreReader, model: str, dataset: str) -> Layer | None:

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from deeprep_report.analysis.features import Rows
+
 
 def twonn(points: np.ndarray, discard: float = 0.1) -> float:
     """Intrinsic dimension by TwoNN (Facco et al. 2017) on one set of points.
@@ -36,14 +38,18 @@ def twonn(points: np.ndarray, discard: float = 0.1) -> float:
     return float(log_mu @ target / denominator) if denominator > 0 else float("nan")
 
 
-def twonn_repeated(points: np.ndarray, subsample: int, repeats: int, discard: float, seed: int) -> tuple[float, float]:
-    """Mean and standard deviation of TwoNN over ``repeats`` seeded subsamples of at most ``subsample`` points."""
+def twonn_repeated(points: np.ndarray | Rows, subsample: int, repeats: int, discard: float,
+                   seed: int) -> tuple[float, float]:
+    """Mean and standard deviation of TwoNN over ``repeats`` seeded subsamples of at most ``subsample`` points
+    (an array, or a :class:`Rows` source of which only the subsamples are read)."""
+    source = points if isinstance(points, Rows) else Rows.of_array(points)
     rng = np.random.default_rng(seed)
-    n = len(points)
+    n = source.n
     if n <= subsample:
-        estimates = [twonn(points, discard)]
+        estimates = [twonn(source.at(np.arange(n)), discard)]
     else:
-        estimates = [twonn(points[np.sort(rng.choice(n, subsample, replace=False))], discard) for _ in range(repeats)]
+        estimates = [twonn(source.at(np.sort(rng.choice(n, subsample, replace=False))), discard)
+                     for _ in range(repeats)]
     finite = [e for e in estimates if math.isfinite(e)]
     if not finite:
         return float("nan"), float("nan")
@@ -56,6 +62,25 @@ def spectrum(points: np.ndarray) -> np.ndarray:
     x = x - x.mean(axis=0)
     small = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T
     eigenvalues = np.linalg.eigvalsh(small)[::-1]
+    return np.sqrt(np.maximum(eigenvalues, 0.0))
+
+
+def spectrum_of(source: Rows) -> np.ndarray:
+    """:func:`spectrum` of a row source: from its rows when there are at most as many as dims, else from the
+    centred XᵀX accumulated in chunks (memory d², not N·d)."""
+    if source.n <= source.dims:
+        return spectrum(source.at(np.arange(source.n)))
+    shift = None
+    total = np.zeros(source.dims)
+    products = np.zeros((source.dims, source.dims))
+    for _, block in source.chunks():
+        shift = block[0] if shift is None else shift
+        block = block - shift
+        total += block.sum(axis=0)
+        products += block.T @ block
+    mean = total / source.n
+    covariance = products - source.n * np.outer(mean, mean)
+    eigenvalues = np.linalg.eigvalsh((covariance + covariance.T) / 2)[::-1]
     return np.sqrt(np.maximum(eigenvalues, 0.0))
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deeprep_report.analysis import cka, classes, geometry, probes
-from deeprep_report.analysis.features import INPUT, Layer, PairFeatures, fingerprint
+from deeprep_report.analysis.features import INPUT, Layer, PairFeatures, Rows
 from deeprep_report.config import AnalysisSection
 from deeprep_report.progress import Progress
 from deeprep_report.store import StoreReader, h5_name
@@ -50,9 +50,8 @@ def analyze_pair(store: StoreReader, model: str, dataset: str, settings: Analysi
         result["notes"].append(f"only {len(rows)} usable samples: no depth analysis")
         return PairRun(result)
     labels, train, test = _labels_and_split(store, dataset, rows, settings, seed, result["notes"])
-    every = slice(None) if len(rows) == features.samples else rows
-    families = _Families(settings, seed, memo, labels, train, test, None if isinstance(every, slice) else rows,
-                         result)
+    all_rows = len(rows) == features.samples
+    families = _Families(settings, seed, memo, labels, train, test, rows, result)
     stack_rows = cka.sample_rows(np.arange(len(rows)), settings.cka.samples, seed)
     estimator = cka.choose_estimator(settings.cka.estimator, len(stack_rows), settings.view.dims)
     stack = None
@@ -60,14 +59,14 @@ def analyze_pair(store: StoreReader, model: str, dataset: str, settings: Analysi
         stack = cka.GramStack(len(names), len(stack_rows), estimator == "debiased", str(store.path.parent))
     with Progress(len(names), f"analysis {model} × {dataset}", bar=bar, unit="layer") as progress:
         for layer in features.layers:
-            x = layer.read(every)
-            families.layer(store, model, dataset, layer, x)
+            source = Rows.of_layer(layer, rows, all_rows)
+            families.layer(store, model, dataset, layer, source)
             if stack is not None:
-                families.timed("cka", lambda: stack.add(x[stack_rows]))
+                families.timed("cka", lambda: stack.add(source.at(stack_rows)))
             progress.advance(1)
     if settings.cka.enabled:
-        result["cka"] = families.timed("cka", lambda: _cka_block(features, every, stack, estimator, settings, seed,
-                                                                 len(stack_rows)))
+        result["cka"] = families.timed("cka", lambda: _cka_block(features, rows, all_rows, stack, estimator, settings,
+                                                                 seed, len(stack_rows)))
     families.finish()
     log.info("depth analysis %s × %s: %s", model, dataset,
              ", ".join(f"{family} {result['seconds'][family]:.1f} s" for family in FAMILIES))
@@ -79,10 +78,10 @@ class _Families:
     run, and each family's time adds up over the layers."""
 
     def __init__(self, settings: AnalysisSection, seed: int, memo: dict[tuple, Any], labels: np.ndarray | None,
-                 train: np.ndarray | None, test: np.ndarray | None, kept: np.ndarray | None,
+                 train: np.ndarray | None, test: np.ndarray | None, rows: np.ndarray,
                  result: dict[str, Any]) -> None:
         self.settings, self.seed, self.memo, self.result = settings, seed, memo, result
-        self.labels, self.train, self.test, self.kept = labels, train, test, kept
+        self.labels, self.train, self.test, self.rows = labels, train, test, rows
         self.probe: list[Any] = []
         self.geometry: list[Any] = []
         self.classes: list[Any] = []
@@ -101,9 +100,10 @@ class _Families:
         finally:
             self.result["seconds"][family] += time.perf_counter() - started
 
-    def layer(self, store: StoreReader, model: str, dataset: str, layer: Layer, x: np.ndarray) -> None:
-        key, s = fingerprint(x), self.settings
-        self.result["constant"].append(bool(not np.ptp(x, axis=0).any()) if len(x) else True)
+    def layer(self, store: StoreReader, model: str, dataset: str, layer: Layer, x: Rows) -> None:
+        key, constant = x.scan()
+        s = self.settings
+        self.result["constant"].append(constant)
         if s.probes.enabled and self.labels is not None:
             self.probe.append(self.timed("probes", lambda: self._memo(("probe", key), lambda: _as_dict(
                 probes.linear_probe(x, self.labels, self.train, self.test, penalties=s.probes.penalties,
@@ -115,19 +115,19 @@ class _Families:
         if s.classes.enabled and self.labels is not None:
             self.classes.append(self.timed("classes", lambda: self._classes(store, model, dataset, layer, x, key)))
 
-    def _classes(self, store: StoreReader, model: str, dataset: str, layer: Layer, x: np.ndarray,
+    def _classes(self, store: StoreReader, model: str, dataset: str, layer: Layer, x: Rows,
                  key: str) -> dict[str, Any]:
         c = self.settings.classes
-        shown = np.arange(min(c.projection_samples, len(x)))
+        shown = np.arange(min(c.projection_samples, x.n))
+        sample = cka.sample_rows(np.arange(x.n), c.silhouette_samples, self.seed)
         metrics = dict(self._memo(("classes", key, c.projection), lambda: {
             "ncc_accuracy": classes.nearest_centroid_accuracy(x, self.labels, self.train, self.test),
-            "silhouette": classes.silhouette(x, self.labels, c.silhouette_samples, self.seed),
-            "projection": classes.projection_2d(x[shown], c.projection, self.seed).astype(np.float32)}))
+            "silhouette": classes.silhouette(x.at(sample), self.labels[sample], len(sample), self.seed),
+            "projection": classes.projection_2d(x.at(shown), c.projection, self.seed).astype(np.float32)}))
         metrics["selectivity"] = None
         if layer.name != INPUT:
-            pooled = store.layer_group(model, dataset, layer.name)["pooled"][()].astype(np.float64)
-            pooled = pooled[self.kept] if self.kept is not None else pooled
-            index = classes.selectivity(pooled, self.labels)
+            pooled = store.layer_group(model, dataset, layer.name)["pooled"]
+            index = classes.selectivity_of(pooled, self.labels, self.rows)
             store.write_stats(model, dataset, layer.name, {"selectivity": index})
             finite = index[np.isfinite(index)]
             metrics["selectivity"] = {
@@ -152,14 +152,14 @@ class _Families:
             self.result["_projection_labels"] = self.labels[: self.settings.classes.projection_samples]
 
 
-def _cka_block(features: PairFeatures, every: Any, stack: cka.GramStack | None, estimator: str,
-               settings: AnalysisSection, seed: int, samples: int) -> dict[str, Any]:
+def _cka_block(features: PairFeatures, rows: np.ndarray, all_rows: bool, stack: cka.GramStack | None,
+               estimator: str, settings: AnalysisSection, seed: int, samples: int) -> dict[str, Any]:
     if stack is not None:
         terms = stack.self_terms()
         matrix = cka.similarity(stack.inner(), terms, terms)
         np.fill_diagonal(matrix, np.where(terms > 0, 1.0, np.nan))
         return {"estimator": estimator, "method": "subsample", "samples": samples, "matrix": matrix.tolist()}
-    views = [layer.read(every) for layer in features.layers]  # minibatch over all rows: every view at once
+    views = [layer.read(slice(None) if all_rows else rows) for layer in features.layers]  # every view at once
     matrix = cka.minibatch_cka_matrix(views, settings.cka.batch_size, seed)
     return {"estimator": "debiased", "method": "minibatch", "samples": len(views[0]), "matrix": matrix.tolist()}
 
@@ -184,9 +184,9 @@ def _labels_and_split(store: StoreReader, dataset: str, rows: np.ndarray, settin
     return labels, train, test
 
 
-def _geometry(x: np.ndarray, subsample: int, repeats: int, discard: float, seed: int) -> dict[str, Any]:
+def _geometry(x: Rows, subsample: int, repeats: int, discard: float, seed: int) -> dict[str, Any]:
     dimension, spread = geometry.twonn_repeated(x, subsample, repeats, discard, seed)
-    singular = geometry.spectrum(x)
+    singular = geometry.spectrum_of(x)
     return {"intrinsic_dimension": dimension, "intrinsic_dimension_std": spread,
             "effective_rank": geometry.effective_rank(singular),
             "participation_ratio": geometry.participation_ratio(singular),

@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-#: Rows folded into the statistics at a time.
-CHUNK = 4096
+from deeprep_report.analysis.features import Rows
+
 
 
 @dataclass(frozen=True)
@@ -161,28 +161,40 @@ def split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarr
     return np.setdiff1d(rows, test), test
 
 
-def linear_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, *,
+def linear_probe(features: np.ndarray | Rows, labels: np.ndarray, train: np.ndarray, test: np.ndarray, *,
                  penalties: Sequence[float], bootstrap: int, seed: int) -> ProbeResult | None:
-    """Held-out accuracy of the GCV-chosen ridge probe on ``features`` (N, d); None for constant features."""
-    x = np.asarray(features).reshape(len(features), -1)
+    """Held-out accuracy of the GCV-chosen ridge probe on ``features`` (N, d), an array or a :class:`Rows`
+    source read in chunks; None for constant features."""
+    source = features if isinstance(features, Rows) else Rows.of_array(features)
     classes = np.unique(labels[train])
-    if len(train) < x.shape[1]:  # fewer training rows than dims: the same fit from the smaller Gram side
-        fit = fit_ridge_dual(x[train], one_hot(labels[train], classes), penalties)
+    if len(train) < source.dims:  # fewer training rows than dims: the same fit from the smaller Gram side
+        fit = fit_ridge_dual(source.at(train), one_hot(labels[train], classes), penalties)
     else:
-        statistics = RidgeStatistics(x.shape[1], len(classes), x[train[0]])
-        for start in range(0, len(train), CHUNK):
-            rows = train[start : start + CHUNK]
-            statistics.add(x[rows], one_hot(labels[rows], classes))
+        statistics = None
+        for mask, block, start in _selected(source, train):
+            if statistics is None:
+                statistics = RidgeStatistics(source.dims, len(classes), block[mask][0])
+            statistics.add(block[mask], one_hot(labels[start : start + len(block)][mask], classes))
         fit = fit_ridge(statistics, penalties)
     if fit is None:
         return None
-    predicted = np.concatenate([classes[(np.asarray(x[test[s : s + CHUNK]], dtype=np.float64) @ fit.weights
-                                         + fit.intercept).argmax(axis=1)] for s in range(0, len(test), CHUNK)])
+    predicted = np.concatenate([classes[(block[mask] @ fit.weights + fit.intercept).argmax(axis=1)]
+                                for mask, block, _ in _selected(source, test)])
     correct = predicted == labels[test]
     low, high = bootstrap_interval(correct, bootstrap, seed)
     _, test_counts = np.unique(labels[test], return_counts=True)
     return ProbeResult(float(correct.mean()), low, high, float(test_counts.max() / len(test)), fit.penalty,
-                       int(x.shape[1]))
+                       int(source.dims))
+
+
+def _selected(source: Rows, positions: np.ndarray):
+    """(mask, block, start) for each chunk holding some of the sorted ``positions``."""
+    wanted = np.zeros(source.n, dtype=bool)
+    wanted[positions] = True
+    for start, block in source.chunks():
+        mask = wanted[start : start + len(block)]
+        if mask.any():
+            yield mask, block, start
 
 
 def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -194,7 +206,9 @@ def bootstrap_interval(correct: np.ndarray, repeats: int, seed: int, level: floa
     if repeats <= 0 or not len(correct):
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(correct), size=(repeats, len(correct)))
-    accuracies = correct[draws].mean(axis=1)
+    batch = max(1, (4 << 20) // (8 * len(correct)))  # resamples drawn at a time: memory does not grow with N
+    accuracies = np.concatenate([correct[rng.integers(0, len(correct), size=(min(batch, repeats - done),
+                                                                             len(correct)))].mean(axis=1)
+                                 for done in range(0, repeats, batch)])
     tail = (1 - level) / 2
     return float(np.quantile(accuracies, tail)), float(np.quantile(accuracies, 1 - tail))

@@ -152,7 +152,7 @@ class ProbeSection(Strict):
     enabled: bool = Field(True, description="Probe every layer with labels.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of the stratified split.")
     penalties: list[float] = Field(
-        [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
+        [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1,
         description="Ridge penalties tried, relative to the total variance of the layer's view; the one with "
                     "the lowest generalised cross-validation error on the training split is used.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of the test set for the interval.")

@@ -62,7 +62,8 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
     if analysis.get("cka"):
         cka = analysis["cka"]
         add("CKA matrix", f"Linear CKA between every pair of layers of {pair['model']}",
-            f"Linear CKA between every pair of layers ({cka['estimator']} estimator, {cka['method']}): 1 means "
+            f"Linear CKA between every pair of layers ({cka['estimator']} estimator, {cka['method']}"
+                f"{', ' + format(cka['samples'], ',') + ' samples' if cka.get('samples') else ''}): 1 means "
             "the same representation up to rotation and scale.",
             lambda: figures.similarity_matrix(names, np.asarray(cka["matrix"], dtype=float), "linear CKA"))
     if analysis.get("baseline"):
