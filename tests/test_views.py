@@ -250,3 +250,40 @@ def test_a_constant_layer_is_a_finding_not_a_number():
                           "analysis": {"layers": ["input", "a", "b"], "constant": [False, False, True]}}]}
     found = find(summary, 0.5, {("m", "d", "b"): "layer-b"})
     assert [(f.kind, f.where, f.anchor) for f in found] == [("constant layer", "m × d / b", "layer-b")]
+
+
+def test_runs_written_before_views_still_render_check_and_serve_as_baselines(demo_run, tmp_path, capsys):
+    """An older run: its stored config has retired probe and CKA keys, its store no views (format 1)."""
+    import shutil
+
+    import yaml
+
+    old = tmp_path / "old"
+    shutil.copytree(demo_run[0], old)
+    with h5py.File(old / "activations.h5", "r+") as store:
+        config = yaml.safe_load(store.attrs["config"])
+        config["analysis"]["probes"].update({"cs": [0.1, 1.0], "folds": 3, "max_dims": 2000})
+        config["analysis"]["cka"]["minibatch_above"] = 10000
+        store.attrs["config"] = yaml.safe_dump(config)
+        store.attrs["format_version"] = 1
+
+        def strip(name: str, node: object) -> None:
+            if isinstance(node, h5py.Group):
+                for key in [k for k in node.attrs if k.startswith("view_")]:
+                    del node.attrs[key]
+
+        store.visititems(strip)
+        for group in [store[f"pairs/{m}/digits/layers"] for m in ("digits_cnn", "digits_cnn@random")]:
+            for path in list(group):
+                if "view" in group[path]:
+                    del group[path]["view"]
+        del store["datasets/digits/views"]
+    assert main(["render", str(old), "--quiet"]) == 0
+    assert main(["check", str(old), "--quiet"]) == 0
+    current = tmp_path / "current"
+    shutil.copytree(demo_run[0], current)
+    capsys.readouterr()
+    assert main(["check", str(current), "--baseline", str(old), "--quiet"]) == 0
+    (pair,) = json.loads((current / "summary.json").read_text())["comparison"]["pairs"]
+    assert pair["notes"] and "channel means" in pair["notes"][0]
+    assert all(layer["cka"] == pytest.approx(1.0, abs=1e-6) for layer in pair["layers"])  # the same model and rows

@@ -56,9 +56,25 @@ def load_summary(run_dir: Path) -> dict:
 
 def stored_pipeline(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> Pipeline:
     """The resolved config stored with the run (what ``deeprep check`` and ``render`` work from)."""
-    raw = yaml.safe_load(store.attrs().get("config", "")) or {}
+    raw = _without_retired(yaml.safe_load(store.attrs().get("config", "")) or {})
     applied = [apply_override(raw, item) for item in overrides]
     return validate(raw, f"{run_dir}/pipeline.yaml", applied)
+
+
+#: Keys a stored config of an older version may hold that this version no longer has: (section path, keys).
+#: They only shaped that run's analysis, which is read back as stored; a user's pipeline with them is refused.
+RETIRED = ((("analysis", "probes"), ("cs", "folds", "max_dims")), (("analysis", "cka"), ("minibatch_above",)))
+
+
+def _without_retired(raw: dict[str, Any]) -> dict[str, Any]:
+    for path, keys in RETIRED:
+        node: Any = raw
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            for key in keys:
+                node.pop(key, None)
+    return raw
 
 
 @dataclass(frozen=True)
