@@ -287,3 +287,21 @@ def test_runs_written_before_views_still_render_check_and_serve_as_baselines(dem
     (pair,) = json.loads((current / "summary.json").read_text())["comparison"]["pairs"]
     assert pair["notes"] and "channel means" in pair["notes"][0]
     assert all(layer["cka"] == pytest.approx(1.0, abs=1e-6) for layer in pair["layers"])  # the same model and rows
+
+
+def test_the_analysis_reports_progress_per_family(demo_run, tmp_path, caplog):
+    """Without a terminal: one log line per pair naming each family's time (a bar counts layers on a terminal)."""
+    import logging
+    import shutil
+
+    from deeprep_report.analysis.depth import analyze_pairs
+    from deeprep_report.config import AnalysisSection
+
+    shutil.copy(demo_run[0] / "activations.h5", tmp_path / "a.h5")
+    with caplog.at_level(logging.INFO, logger="deeprep"), StoreReader(tmp_path / "a.h5", "r+") as store:
+        analyze_pairs(store, AnalysisSection(random_baseline=True), 0, bar=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("depth analysis ")]
+    assert [line.split(":")[0] for line in lines] == ["depth analysis digits_cnn × digits",
+                                                      "depth analysis digits_cnn@random × digits"]
+    assert all(all(f"{family} " in line and line.endswith(" s") for family in ("probes", "cka", "geometry", "classes"))
+               for line in lines)

@@ -122,6 +122,7 @@ class GramStack:
         self.rows = rows
         self.debiased = debiased
         self.count = 0
+        self._terms: list[float] = []  # ⟨K̃_i, K̃_i⟩, kept when a layer is added (no second pass over the stack)
         self._file = None
         shape = (max(layers, 1), rows * rows)
         if shape[0] * shape[1] * 4 > self.MEMORY_BYTES and folder is not None:
@@ -136,7 +137,9 @@ class GramStack:
         """Add a layer's features on the stack's rows, (n, d); returns its index."""
         if len(x) != self.rows:
             raise ValueError(f"expected {self.rows} rows, got {len(x)}")
-        self.grams[self.count] = centre_gram(_linear_gram(x), self.debiased).ravel()
+        centred = centre_gram(_linear_gram(x), self.debiased).astype(np.float32).ravel()
+        self.grams[self.count] = centred
+        self._terms.append(float(np.dot(centred.astype(np.float64), centred.astype(np.float64))))
         self.count += 1
         return self.count - 1
 
@@ -154,8 +157,7 @@ class GramStack:
         return total
 
     def self_terms(self) -> np.ndarray:
-        return np.asarray([float(np.vdot(row.astype(np.float64), row.astype(np.float64)))
-                           for row in self.grams[: self.count]])
+        return np.asarray(self._terms)
 
     def close(self) -> None:
         if self._file is not None:
@@ -217,11 +219,6 @@ def sample_rows(candidates: np.ndarray, samples: int, seed: int) -> np.ndarray:
     if len(candidates) <= samples:
         return candidates
     return np.sort(np.random.default_rng([seed, len(candidates), 0xC4A]).choice(candidates, samples, replace=False))
-
-
-def paired_cka(x: np.ndarray, y: np.ndarray, estimator: str) -> float:
-    """CKA of one layer in two runs or networks on the same rows, with the run's resolved estimator."""
-    return linear_cka(x, y, debiased=estimator == "debiased")
 
 
 def choose_estimator(setting: str, samples: int, widest: int) -> str:

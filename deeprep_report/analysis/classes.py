@@ -16,15 +16,11 @@ def nearest_centroid_accuracy(x: np.ndarray | Rows, y: np.ndarray, train: np.nda
     source = x if isinstance(x, Rows) else Rows.of_array(x)
     classes = np.unique(y[train])
     sums = np.zeros((len(classes), source.dims))
-    in_train, in_test = np.zeros(source.n, dtype=bool), np.zeros(source.n, dtype=bool)
-    in_train[train], in_test[test] = True, True
-    for start, block in source.chunks():
-        mask = in_train[start : start + len(block)]
+    for mask, block, start in source.select(train):
         np.add.at(sums, np.searchsorted(classes, y[start : start + len(block)][mask]), block[mask])
     centroids = sums / np.bincount(np.searchsorted(classes, y[train]), minlength=len(classes))[:, None]
     correct = 0
-    for start, block in source.chunks():
-        mask = in_test[start : start + len(block)]
+    for mask, block, start in source.select(test):
         distances = (centroids * centroids).sum(axis=1)[None, :] - 2 * (block[mask] @ centroids.T)  # + ‖x‖²
         correct += int((classes[distances.argmin(axis=1)] == y[start : start + len(block)][mask]).sum())
     return correct / len(test)
@@ -79,9 +75,7 @@ def selectivity(pooled: np.ndarray, y: np.ndarray) -> np.ndarray:
     (tanh, linear, embeddings) gets NaN, and so does no unit ever, spuriously,
     read above 1.
     """
-    classes = np.unique(y)
-    means = np.stack([pooled[y == c].mean(axis=0) for c in classes]).astype(np.float64)  # (K, C)
-    return _selectivity(means, np.asarray(pooled).min(axis=0))
+    return selectivity_of(np.asarray(pooled), y)
 
 
 def _selectivity(means: np.ndarray, low: np.ndarray) -> np.ndarray:

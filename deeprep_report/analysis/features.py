@@ -107,6 +107,15 @@ class Rows:
         for start in range(0, self.n, self.chunk):
             yield start, self._read(slice(start, min(start + self.chunk, self.n)))
 
+    def select(self, positions: np.ndarray):
+        """(mask, block, start) for each chunk holding some of the sorted ``positions`` (a split's rows)."""
+        wanted = np.zeros(self.n, dtype=bool)
+        wanted[positions] = True
+        for start, block in self.chunks():
+            mask = wanted[start : start + len(block)]
+            if mask.any():
+                yield mask, block, start
+
     def scan(self) -> tuple[str, bool]:
         """(fingerprint, constant) in one pass: identical views (a model's input and its random twin's, Flatten
         and inference Dropout) are analysed once; a constant view has nothing to measure."""
@@ -117,11 +126,6 @@ class Rows:
             digest.update(np.ascontiguousarray(block).view(np.uint8))
             low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
         return digest.hexdigest() + f"({self.n}, {self.dims})", bool(not (high > low).any())
-
-
-def fingerprint(x: np.ndarray) -> str:
-    """The fingerprint :meth:`Rows.scan` gives an in-memory array."""
-    return Rows.of_array(x).scan()[0]
 
 
 def _input_layer(store: StoreReader, model: str, dataset: str) -> Layer | None:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from deeprep_report.analysis.features import Rows
+from deeprep_report.analysis.probes import RidgeStatistics
 
 
 def twonn(points: np.ndarray, discard: float = 0.1) -> float:
@@ -70,17 +71,11 @@ def spectrum_of(source: Rows) -> np.ndarray:
     centred XᵀX accumulated in chunks (memory d², not N·d)."""
     if source.n <= source.dims:
         return spectrum(source.at(np.arange(source.n)))
-    shift = None
-    total = np.zeros(source.dims)
-    products = np.zeros((source.dims, source.dims))
+    statistics = None
     for _, block in source.chunks():
-        shift = block[0] if shift is None else shift
-        block = block - shift
-        total += block.sum(axis=0)
-        products += block.T @ block
-    mean = total / source.n
-    covariance = products - source.n * np.outer(mean, mean)
-    eigenvalues = np.linalg.eigvalsh((covariance + covariance.T) / 2)[::-1]
+        statistics = statistics or RidgeStatistics(source.dims, 0, block[0])
+        statistics.add(block, np.zeros((len(block), 0)))
+    eigenvalues = np.linalg.eigvalsh(statistics.centred()[0])[::-1]
     return np.sqrt(np.maximum(eigenvalues, 0.0))
 
 

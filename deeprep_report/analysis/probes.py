@@ -171,7 +171,7 @@ def linear_probe(features: np.ndarray | Rows, labels: np.ndarray, train: np.ndar
         fit = fit_ridge_dual(source.at(train), one_hot(labels[train], classes), penalties)
     else:
         statistics = None
-        for mask, block, start in _selected(source, train):
+        for mask, block, start in source.select(train):
             if statistics is None:
                 statistics = RidgeStatistics(source.dims, len(classes), block[mask][0])
             statistics.add(block[mask], one_hot(labels[start : start + len(block)][mask], classes))
@@ -179,22 +179,12 @@ def linear_probe(features: np.ndarray | Rows, labels: np.ndarray, train: np.ndar
     if fit is None:
         return None
     predicted = np.concatenate([classes[(block[mask] @ fit.weights + fit.intercept).argmax(axis=1)]
-                                for mask, block, _ in _selected(source, test)])
+                                for mask, block, _ in source.select(test)])
     correct = predicted == labels[test]
     low, high = bootstrap_interval(correct, bootstrap, seed)
     _, test_counts = np.unique(labels[test], return_counts=True)
     return ProbeResult(float(correct.mean()), low, high, float(test_counts.max() / len(test)), fit.penalty,
                        int(source.dims))
-
-
-def _selected(source: Rows, positions: np.ndarray):
-    """(mask, block, start) for each chunk holding some of the sorted ``positions``."""
-    wanted = np.zeros(source.n, dtype=bool)
-    wanted[positions] = True
-    for start, block in source.chunks():
-        mask = wanted[start : start + len(block)]
-        if mask.any():
-            yield mask, block, start
 
 
 def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:

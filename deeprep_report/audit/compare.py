@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.analysis.cka import choose_estimator, paired_cka, sample_rows
+from deeprep_report.analysis.cka import choose_estimator, linear_cka, sample_rows
 from deeprep_report.config import LAYER_STATISTICS, AnalysisSection
 from deeprep_report.errors import UserError
 from deeprep_report.store import Baseline, StoreReader, audited_pairs, data_difference, h5_name
@@ -120,7 +120,7 @@ def _cka(x: np.ndarray, y: np.ndarray, settings: AnalysisSection) -> float | Non
         return None
     rows = sample_rows(finite, settings.cka.samples, 0)
     estimator = choose_estimator(settings.cka.estimator, len(rows), settings.view.dims)
-    value = paired_cka(x[rows], y[rows], estimator)
+    value = linear_cka(x[rows], y[rows], debiased=estimator == "debiased")
     return value if np.isfinite(value) else None
 
 
