@@ -99,7 +99,8 @@ def test_missing_section(tmp_path):
 def test_exactly_one_source(tmp_path):
     text = "models: [{path: m.keras, builtin: digits_cnn}]\ndatasets: [{builtin: digits}]\n"
     assert error_of(tmp_path, text) == (
-        "pipeline.yaml: models[0]: give exactly one of path, builtin, application, factory (got path and builtin)")
+        "pipeline.yaml: models[0]: give exactly one of path, builtin, application, factory, preset (got path and "
+        "builtin)")
     text = "models: [{builtin: digits_cnn}]\ndatasets: [{limit: 3}]\n"
     assert error_of(tmp_path, text) == "pipeline.yaml: datasets[0]: give exactly one of path, builtin (got none)"
 
@@ -185,7 +186,7 @@ def test_every_config_key_is_documented():
                 "stats": "StatsSection", "report": "ReportSection", "report.gallery": "GallerySection",
                 "report.exemplars": "ExemplarSection", "analysis": "AnalysisSection", "analysis.probes": "ProbeSection",
                 "analysis.cka": "CKASection", "analysis.geometry": "GeometrySection", "analysis.classes": "ClassSection",
-                "analysis.transfer": "TransferSection", "compare": "CompareSection"}
+                "analysis.transfer": "TransferSection", "analysis.tokens": "TokenSection", "compare": "CompareSection"}
     checks = [("checks", name) for name in schema["$defs"] if name.endswith("Check")]
     assert len(checks) == 8
     for section, definition in [*sections.items(), *checks]:

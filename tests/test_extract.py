@@ -110,7 +110,7 @@ def test_full_samples_limit_dtype_and_compression(tmp_path):
         assert conv["pooled"].shape == (20, 4) and conv["pooled"].compression == "gzip"
         assert "maps" not in handle["pairs/m/d/layers/hidden"]  # a dense layer's pooled is its activation
         assert handle["datasets/d/inputs/x"].shape == (20, 6, 6, 2)
-        assert handle.attrs["format"] == "deeprep-activations" and handle.attrs["format_version"] == 2
+        assert handle.attrs["format"] == "deeprep-activations" and handle.attrs["format_version"] == 3
 
 
 def test_selected_layers_only_and_provenance(tmp_path):

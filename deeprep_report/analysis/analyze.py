@@ -83,8 +83,16 @@ def _pair(store: StoreReader, model: str, dataset: str) -> dict[str, Any]:
         "model": model, "dataset": dataset, "n_samples": attrs["n_samples"],
         "seconds": attrs["seconds"], "samples_per_second": attrs["samples_per_second"],
         "layers": [_layer(store, model, dataset, path) for path in store.layers(model, dataset)],
-        "analysis": None, "reused_from": attrs.get("reused_from") or None,
+        "analysis": None, "reused_from": attrs.get("reused_from") or None, "tokens": _tokens(store, model, dataset),
     }
+
+
+def _tokens(store: StoreReader, model: str, dataset: str) -> dict[str, Any] | None:
+    tokens = store.tokens(model, dataset)
+    if tokens is None:
+        return None
+    return {"array": tokens["array"], "length": int(tokens["ids"].shape[1]), "real_fraction": float(tokens["mask"].mean()),
+            "mask_source": tokens["source"], "sampled": int(len(tokens["positions"]))}
 
 
 def _layer(store: StoreReader, model: str, dataset: str, path: str) -> dict[str, Any]:
@@ -101,7 +109,8 @@ def _layer(store: StoreReader, model: str, dataset: str, path: str) -> dict[str,
     return {
         "path": path, "class_name": attrs["class_name"], "kind": attrs["kind"], "activation": activation,
         "output_shape": store.json_attr(group.name, "output_shape"), "units": attrs["units"],
-        "positions": attrs["positions"],
+        "positions": attrs["positions"], "masked": attrs.get("masked"),
+        "mask_note": attrs.get("mask_source") or attrs.get("mask_note"),
         "stats": {
             **{key: float(layer[key][0]) for key in ("mean", "std", "min", "max", "zero_fraction",
                                                       "nonfinite_fraction", "saturation_fraction")},

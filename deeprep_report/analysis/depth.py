@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.analysis import cka, interpret
+from deeprep_report.analysis import cka, interpret, tokens
 from deeprep_report.analysis.features import INPUT
 from deeprep_report.analysis.layerwise import MIN_SAMPLES, PairRun, analyze_pair
 from deeprep_report.config import AnalysisSection
@@ -46,6 +46,9 @@ def analyze_pairs(store: StoreReader, settings: AnalysisSection, seed: int,
                 started = time.perf_counter()
                 result["baseline"] = {"model": twin, "cka_with_trained": _twin_cka(run, runs[(twin, dataset)],
                                                                                      result)}
+                if result["tokens"] and result["tokens"]["cka"]:
+                    debiased = result["tokens"]["cka"]["estimator"] == "debiased"
+                    result["tokens"]["cka_with_random"] = tokens.twin_token_cka(store, model, twin, dataset, debiased)
                 result["seconds"]["baseline_cka"] = time.perf_counter() - started
             twin_result = results.get((twin, dataset)) if twin is not None else None
             result["interpretation"] = interpret.paragraph(result, twin_result)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.stats.views import ViewSpec
+from deeprep_report.stats.views import BAG, SEQUENCE, ViewSpec
 from deeprep_report.store import StoreReader, h5_name, pair_key, read_rows
 
 INPUT = "input"
@@ -35,9 +35,15 @@ class Layer:
         """How this layer entered the analysis, in words (for the report)."""
         if self.spec is None:
             return "channel means (store without views)"
-        if self.spec.method == "count_sketch":
-            return f"count sketch {self.spec.input_dims:,} → {self.spec.dims:,}"
-        return f"whole ({self.spec.input_dims:,} values)"
+        method, wide, dims = self.spec.method, self.spec.input_dims, self.spec.dims
+        if method == BAG:
+            return f"bag of tokens ({wide:,} types" + (f", count-sketched to {dims:,})" if dims < wide else ")")
+        sequence = {value: key for key, value in SEQUENCE.items()}
+        if method in sequence:
+            return f"{sequence[method]} of the real tokens ({wide:,} values)"
+        if method == "count_sketch":
+            return f"count sketch {wide:,} → {dims:,}"
+        return f"whole ({wide:,} values)"
 
     def read(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
         """The view at ``rows`` (all by default) as float64 (N, dims)."""
@@ -131,7 +137,9 @@ class Rows:
 def _input_layer(store: StoreReader, model: str, dataset: str) -> Layer | None:
     group = store.file[f"datasets/{h5_name(dataset)}"]
     binding = store.json_attr(pair_key(model, dataset), "binding")
-    names = [h5_name(array) for array in binding.values()]
+    tokens = store.tokens(model, dataset)
+    arrays = [tokens["array"]] if tokens is not None else list(binding.values())  # not the mask, not segment ids
+    names = [h5_name(array) for array in arrays]
     if "views" in group and all(name in group["views"] for name in names):
         arrays = [group["views"][name] for name in names]
         specs = [ViewSpec.from_attrs(dict(a.attrs)) for a in arrays]

@@ -38,7 +38,8 @@ def _finite(names: Sequence[str], values: Sequence[float | None]) -> tuple[list[
     return [n for n, _ in kept], [v for _, v in kept]
 
 
-def probes(names: Sequence[str], accuracies: Sequence[float | None], chance: float | None) -> str | None:
+def probes(names: Sequence[str], accuracies: Sequence[float | None], chance: float | None,
+           input_basis: str = "pixels") -> str | None:
     """The probe profile over the model's layers; the input (layer 0), if present, is quoted for reference."""
     reference = None
     if names and names[0] == "input":
@@ -48,7 +49,7 @@ def probes(names: Sequence[str], accuracies: Sequence[float | None], chance: flo
         return None
     kind = shape(values)
     chance_text = f" (chance: {chance:.2f})" if chance is not None else ""
-    input_text = f" The input pixels themselves give {reference:.2f}." if reference is not None else ""
+    input_text = f" The input {input_basis} themselves give {reference:.2f}." if reference is not None else ""
     if kind == "flat":
         return (f"Probe accuracy stays between {min(values):.2f} and {max(values):.2f} from {names[0]} to {names[-1]}"
                 f"{chance_text}: depth does not change how linearly separable the classes are.{input_text}")
@@ -121,14 +122,22 @@ def views(entries: Sequence[dict[str, Any]]) -> str | None:
     """Which layers entered whole and which as a count sketch (every number below is on these views)."""
     sketched = [e for e in entries if e["method"] == "count_sketch"]
     legacy = [e["layer"] for e in entries if e["method"] == "channel_means"]
+    sequence = [e for e in entries if e["method"] in ("token_mean", "first_token", "last_token")]
+    bag = [e["layer"] for e in entries if e["method"] == "bag_of_tokens"]
     parts = []
+    if sequence:
+        what = {"token_mean": "the mean over", "first_token": "the first of", "last_token": "the last of"}
+        parts.append(f"{', '.join(e['layer'] for e in sequence)} entered as {what[sequence[0]['method']]} their real "
+                     "tokens (padding left out)")
+    if bag:
+        parts.append(f"{bag[0]} entered as each sequence's bag of tokens (ids are types, not numbers)")
     if sketched:
         listed = ", ".join(f"{e['layer']} ({e['input_dims']:,})" for e in sketched)
         parts.append(f"{listed} entered as count sketches of their flattened activations to {sketched[0]['dims']:,} "
                      "values")
     if legacy:
         parts.append(f"{', '.join(legacy)} entered as channel means (their store has no views)")
-    whole = len(entries) - len(sketched) - len(legacy)
+    whole = len(entries) - len(sketched) - len(legacy) - len(sequence) - len(bag)
     if not parts:
         return "Every layer entered whole (its flattened activation): spatial and positional structure included."
     return f"Layers entered as their whole flattened activations ({whole} of {len(entries)}), except: " + \
@@ -180,12 +189,34 @@ def paragraph(analysis: dict[str, Any], baseline_analysis: dict[str, Any] | None
     sentences = [
         views(analysis["views"]) if analysis.get("views") else None,
         constant(names, analysis.get("constant") or []),
-        probes(names, accuracy, chance) if probe else None,
+        probes(names, accuracy, chance, "tokens" if any(v["method"] == "bag_of_tokens" for v in
+                                                        analysis.get("views") or []) else "pixels") if probe else None,
         baseline(names, accuracy, [p["accuracy"] if p else None for p in baseline_analysis.get("probe") or []])
         if baseline_analysis and probe else None,
         similarity(names, analysis["cka"]["matrix"]) if analysis.get("cka") else None,
         training_change(names, analysis["baseline"]["cka_with_trained"]) if analysis.get("baseline") else None,
         dimension(names, [g["intrinsic_dimension"] for g in geometry]) if geometry else None,
         centroids(names, [c["ncc_accuracy"] for c in classes]) if classes else None,
+        *token_sentences(analysis.get("tokens")),
     ]
     return [s for s in sentences if s]
+
+
+def token_sentences(tokens: dict[str, Any] | None) -> list[str]:
+    """What each depth encodes about a token: per task, where selectivity (accuracy − control) peaks."""
+    if not tokens:
+        return []
+    names = tokens["layers"]
+    out = []
+    for task, entry in tokens["tasks"].items():
+        measured = [(a, c) for a, c in zip(entry.get("accuracy") or [], entry.get("control") or [])]
+        kept = [(n, a, c) for n, (a, c) in zip(names, measured) if a is not None and c is not None]
+        if not kept:
+            continue
+        name, accuracy, control = max(kept, key=lambda item: item[1])
+        last = kept[-1]
+        ending = "" if last[0] == name else f"; at {last[0]}, {last[1]:.2f} (selectivity {last[1] - last[2]:+.2f})"
+        out.append(f"Token probe {task} ({entry['description']}): most decodable at {name}, accuracy {accuracy:.2f} "
+                   f"against {control:.2f} on its control task (selectivity {accuracy - control:+.2f}; chance "
+                   f"{entry['chance']:.2f}){ending}.")
+    return out

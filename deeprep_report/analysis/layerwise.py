@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deeprep_report.analysis import cka, classes, geometry, probes
+from deeprep_report.analysis import cka, classes, geometry, probes, tokens
 from deeprep_report.analysis.features import INPUT, Layer, PairFeatures, Rows
 from deeprep_report.config import AnalysisSection
 from deeprep_report.progress import Progress
@@ -20,7 +20,7 @@ from deeprep_report.store import StoreReader, h5_name
 log = logging.getLogger("deeprep")
 #: Fewer usable samples than this and there is nothing meaningful to estimate.
 MIN_SAMPLES = 10
-FAMILIES = ("probes", "cka", "geometry", "classes")
+FAMILIES = ("probes", "cka", "geometry", "classes", "tokens")
 
 
 @dataclass
@@ -40,6 +40,7 @@ def analyze_pair(store: StoreReader, model: str, dataset: str, settings: Analysi
     result: dict[str, Any] = {
         "layers": names, "views": [_view_entry(layer) for layer in features.layers], "samples": 0,
         "excluded_samples": 0, "probe": None, "cka": None, "geometry": None, "classes": None, "baseline": None,
+        "tokens": None,
         "constant": [], "notes": [], "seconds": {family: 0.0 for family in FAMILIES}}
     finite = features.finite_rows() if names else np.zeros(0, dtype=bool)
     rows = np.flatnonzero(finite)
@@ -67,6 +68,7 @@ def analyze_pair(store: StoreReader, model: str, dataset: str, settings: Analysi
     if settings.cka.enabled:
         result["cka"] = families.timed("cka", lambda: _cka_block(features, rows, all_rows, stack, estimator, settings,
                                                                  seed, len(stack_rows)))
+    result["tokens"] = families.timed("tokens", lambda: tokens.analyze_tokens(store, model, dataset, settings, seed))
     families.finish()
     log.info("depth analysis %s × %s: %s", model, dataset,
              ", ".join(f"{family} {result['seconds'][family]:.1f} s" for family in FAMILIES))

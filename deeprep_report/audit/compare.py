@@ -79,9 +79,13 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
     probes_now = _probes(current)
     probes_then = _probes(reference)
     layers = []
-    channel_means = []
+    channel_means, on_tokens = [], []
     for path in shared:
-        x, y = _views(old, reference, store, current, path)
+        x, y = _token_views(old, reference, store, current, path)
+        if x is not None:
+            on_tokens.append(path)
+        else:
+            x, y = _views(old, reference, store, current, path)
         if x is None:
             channel_means.append(path)
             x = old.layer_group(reference["model"], reference["dataset"], path)["pooled"][()].astype(np.float64)
@@ -96,6 +100,8 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
         })
     notes = [f"compared on channel means, not on views (a store written before views, or views made another way): "
              f"{', '.join(channel_means)}"] if channel_means else []
+    if on_tokens:
+        notes.append(f"sequence layers compared on the same sampled real tokens (token views): {', '.join(on_tokens)}")
     return {"model": current["model"], "dataset": current["dataset"], "baseline_model": reference["model"],
             "layers": layers, "notes": notes,
             "unmatched": {"baseline_only": [p for p in old_layers if p not in new_layers],
@@ -108,6 +114,21 @@ def _views(old: StoreReader, reference: dict[str, Any], store: StoreReader, curr
     then, spec_then = old.view(reference["model"], reference["dataset"], path)
     now, spec_now = store.view(current["model"], current["dataset"], path)
     if spec_now is None or not spec_now.comparable(spec_then):
+        return None, None
+    return then[()].astype(np.float64), now[()].astype(np.float64)
+
+
+def _token_views(old: StoreReader, reference: dict[str, Any], store: StoreReader, current: dict[str, Any],
+                 path: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Both runs' token views of a sequence layer, when both sampled the same token positions (else None, None):
+    drift then measures the tokens' representation, not only the sequences' means."""
+    then = old.token_view(reference["model"], reference["dataset"], path)
+    now = store.token_view(current["model"], current["dataset"], path)
+    if then is None or now is None or then.shape != now.shape:
+        return None, None
+    positions_then = old.tokens(reference["model"], reference["dataset"])["positions"]
+    positions_now = store.tokens(current["model"], current["dataset"])["positions"]
+    if not np.array_equal(positions_then, positions_now):
         return None, None
     return then[()].astype(np.float64), now[()].astype(np.float64)
 

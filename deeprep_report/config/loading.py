@@ -48,6 +48,12 @@ class Config:
             for entry in data[section]:
                 if entry.get("path") is not None:
                     entry["path"] = str(self.resolve(entry["path"]).resolve())
+                for key in ("preset",) if section == "models" else ():
+                    if entry.get(key) and not entry[key].startswith("package:"):
+                        entry[key] = str(self.resolve(entry[key]).resolve())
+                tokenizer = entry.get("tokenizer") if section == "datasets" else None
+                if tokenizer and tokenizer.get("path") and not tokenizer["path"].startswith("package:"):
+                    tokenizer["path"] = str(self.resolve(tokenizer["path"]).resolve())
         if data["report"]["template_dir"] is not None:
             data["report"]["template_dir"] = str(self.resolve(data["report"]["template_dir"]).resolve())
         return data

@@ -31,20 +31,25 @@ class RunSection(Strict):
 
 
 class ModelSpec(Strict):
-    """One model to audit; exactly one of ``path``, ``builtin``, ``application``, ``factory``."""
+    """One model to audit; exactly one of ``path``, ``builtin``, ``application``, ``factory``, ``preset``."""
 
     name: str | None = Field(None, description="Name used in outputs; defaults to the source's name.")
     path: str | None = Field(None, description="A .keras file, a legacy .h5 file or a SavedModel folder.")
-    builtin: Literal["digits_cnn", "digits_cnn_early"] | None = Field(
-        None, description="A model shipped with the tool: the demo CNN, or its checkpoint after 3 of 12 epochs.")
+    builtin: Literal["digits_cnn", "digits_cnn_early", "text_demo"] | None = Field(
+        None, description="A model shipped with the tool: the demo CNN, its checkpoint after 3 of 12 epochs, or the "
+                          "text demo (embedding → conv → BiGRU → masked mean → dense on the docstrings).")
     application: str | None = Field(
         None, description="A keras.applications architecture, e.g. MobileNetV2 (built with weights=None)."
     )
     factory: str | None = Field(
         None, description="'package.module:function' returning a Keras model. Runs that code."
     )
+    preset: str | None = Field(
+        None, description="A keras-hub backbone from a local preset folder (keras-hub or Hugging Face format, e.g. "
+                          "a BERT config.json + model.safetensors), or 'package:<module>/<sub/path>' for a folder "
+                          "inside an installed package; read offline.")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for application or factory."
+        default_factory=dict, description="Keyword arguments for application, factory or preset."
     )
     layers: Literal["all"] | list[str] = Field(
         "all", description="'all', or a list of layer names and glob patterns (matched on the nested path)."
@@ -60,17 +65,35 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSpec":
-        given = [k for k in ("path", "builtin", "application", "factory") if getattr(self, k) is not None]
+        given = [k for k in ("path", "builtin", "application", "factory", "preset") if getattr(self, k) is not None]
         if len(given) != 1:
             got = " and ".join(given) if given else "none"
-            raise ValueError(f"give exactly one of path, builtin, application, factory (got {got})")
+            raise ValueError(f"give exactly one of path, builtin, application, factory, preset (got {got})")
         if self.options and (self.path is not None or self.builtin is not None):
-            raise ValueError("options apply only to application and factory models")
+            raise ValueError("options apply only to application, factory and preset models")
         if self.factory is not None and not re.fullmatch(r"[\w.]+:[\w.]+", self.factory):
             raise ValueError(f"factory: expected 'package.module:function', got {self.factory!r}")
         if self.name is None:
-            source = self.builtin or self.application or self.factory or self.path or "model"
+            source = self.builtin or self.application or self.factory or self.path or self.preset or "model"
             self.name = re.split(r"[:/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "model"
+        return self
+
+
+class TokenizerSpec(Strict):
+    """How raw text becomes token ids (keras-hub tokenizers, offline; docs/text.md)."""
+
+    kind: Literal["byte", "codepoint", "wordpiece", "preset"] = Field(
+        description="byte: UTF-8 bytes; codepoint: Unicode code points; wordpiece: a vocabulary file; preset: the "
+                    "tokenizer of a keras-hub or Hugging Face folder (e.g. a BERT vocab.txt beside config.json).")
+    path: str | None = Field(
+        None, description="wordpiece: the vocabulary file; preset: the folder, or 'package:<module>/<sub/path>' for "
+                          "a folder inside an installed package.")
+    lowercase: bool = Field(True, description="wordpiece: lowercase text first.")
+
+    @model_validator(mode="after")
+    def _path_when_needed(self) -> "TokenizerSpec":
+        if self.kind in ("wordpiece", "preset") and not self.path:
+            raise ValueError(f"tokenizer kind {self.kind!r} needs a path")
         return self
 
 
@@ -79,10 +102,12 @@ class DatasetSpec(Strict):
 
     name: str | None = Field(None, description="Name used in outputs; defaults to the source's name.")
     path: str | None = Field(
-        None, description="A .npz or .h5 file with array x (and optional labels y), or an image folder."
-    )
-    builtin: Literal["digits", "digits_mirrored"] | None = Field(
-        None, description="A dataset shipped with the tool: the digits, or the digits half mirrored (label: mirrored).")
+        None, description="A .npz or .h5 file with array x (and optional labels y), an image folder, or text: "
+                          ".txt (one sample per line), .jsonl or .csv (named text and label fields).")
+    builtin: Literal["digits", "digits_mirrored", "docstrings"] | None = Field(
+        None, description="A dataset shipped with the tool: the digits, the digits half mirrored (label: mirrored), "
+                          "or docstrings (first paragraphs of numpy, scipy, scikit-learn and matplotlib functions' "
+                          "docstrings; label: library; needs a tokenizer).")
     limit: int | None = Field(None, ge=1, description="Use at most this many samples.")
     batch_size: int = Field(64, ge=1, description="Samples per forward pass; bounds memory.")
     shuffle: bool = Field(True, description="Pick samples in a seeded random order (run.seed).")
@@ -96,6 +121,21 @@ class DatasetSpec(Strict):
     )
     color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Image folders: channels.")
     rescale: float = Field(1.0, description="Image folders: multiply pixel values, e.g. 1/255.")
+    tokenizer: TokenizerSpec | None = Field(None, description="Text: how text becomes token ids.")
+    sequence_length: int | None = Field(
+        None, ge=2, description="Text: tokens per sample, start/end tokens included; longer texts are cut at the "
+                                "end (counted in the log), shorter ones padded at the end.")
+    text_field: str = Field("text", description=".jsonl/.csv: the field holding the text.")
+    label_field: str | None = Field(
+        "label", description=".jsonl/.csv: the field holding the label (absent from every record: no labels).")
+    mask: str | None = Field(
+        None, description="Token arrays: an array (N, T) that is nonzero at real tokens and 0 at padding.")
+    pad_id: int | None = Field(None, ge=0, description="Token arrays: the padding id (mask = ids != pad_id).")
+    vocabulary: str | None = Field(
+        None, description="Token arrays: an array of strings, token id -> token, for the report's contexts.")
+    token_labels: list[str] = Field(
+        default_factory=list, description="Token arrays: arrays (N, T) of integer labels per token, probed at "
+                                          "token level.")
 
     @field_validator("rescale", mode="before")
     @classmethod
@@ -112,6 +152,13 @@ class DatasetSpec(Strict):
         if len(given) != 1:
             got = " and ".join(given) if given else "none"
             raise ValueError(f"give exactly one of path, builtin (got {got})")
+        text = self.builtin == "docstrings" or str(self.path or "").lower().endswith((".txt", ".jsonl", ".csv"))
+        if text and (self.tokenizer is None or self.sequence_length is None):
+            raise ValueError("text needs a tokenizer and a sequence_length")
+        if not text and self.tokenizer is not None:
+            raise ValueError("tokenizer applies only to text (.txt, .jsonl, .csv or builtin docstrings)")
+        if self.mask is not None and self.pad_id is not None:
+            raise ValueError("give mask or pad_id, not both")
         if self.name is None:
             source = self.builtin or str(self.path)
             self.name = re.split(r"[/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "dataset"
@@ -208,6 +255,19 @@ class ViewSection(Strict):
     dtype: Literal["float16", "float32"] = Field("float16", description="Storage type of the views.")
 
 
+class TokenSection(Strict):
+    """Sequence layers (docs/text.md): how a sequence enters the depth analysis, the token sample, contexts."""
+
+    sequence_view: Literal["mean", "first", "last"] = Field(
+        "mean", description="A sequence layer's view for sequence-level analysis: the mean over its real tokens, or "
+                            "the first or last real token.")
+    samples: int = Field(4000, ge=100, description="Real token positions sampled (seeded) for token-level analysis.")
+    identity_types: int = Field(
+        16, ge=2, le=64, description="Token-identity probe: the most frequent token types (others not sampled).")
+    contexts: int = Field(6, ge=1, le=20, description="Top-activating token positions kept per unit.")
+    window: int = Field(6, ge=1, le=32, description="Tokens of context kept on each side of a top position.")
+
+
 class TransferSection(Strict):
     """Transfer profile: probe every layer on a second labelled dataset the model was not trained on."""
 
@@ -223,6 +283,7 @@ class AnalysisSection(Strict):
     random_baseline: bool = Field(
         False, description="Also run the same architecture with fresh random weights (seeded) and compare.")
     transfer: TransferSection = Field(default_factory=lambda: TransferSection())
+    tokens: TokenSection = Field(default_factory=lambda: TokenSection())
     probes: ProbeSection = Field(default_factory=ProbeSection)
     cka: CKASection = Field(default_factory=CKASection)
     geometry: GeometrySection = Field(default_factory=GeometrySection)

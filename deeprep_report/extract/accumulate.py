@@ -52,9 +52,22 @@ class LayerAccumulator:
     def histogram(self) -> Histogram:
         return Histogram(*self._window, self._codes[1 : self.bins + 1].copy())
 
-    def update(self, activations: np.ndarray) -> np.ndarray:
-        """Fold a batch into the running statistics; return its pooled activations (B, C) float32."""
-        y = _as_batch(activations, self.units)
+    def update(self, activations: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Fold a batch into the running statistics; return its pooled activations (B, C) float32.
+
+        With ``mask`` (B, T), True at real tokens, ``activations`` are (B, T, C) and only real tokens count:
+        in every statistic and in the pooled value, which is then the mean over each sample's real tokens."""
+        if mask is None:
+            y = _as_batch(activations, self.units)
+            return (self._fold(y) / y.shape[1]).astype(np.float32)
+        real = np.ascontiguousarray(activations, dtype=np.float32)[mask]  # (tokens, C), sample by sample
+        sums = self._fold(real.reshape(len(real), 1, self.units))  # one "sample" per real token
+        counts = mask.sum(axis=1)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return (np.add.reduceat(sums, starts, axis=0) / counts[:, None]).astype(np.float32)
+
+    def _fold(self, y: np.ndarray) -> np.ndarray:
+        """Fold (B, S, C) into the totals; returns each sample's sum over positions (B, C) float64."""
         batch, positions, units = y.shape
         if self._shift is None:
             first = y[0, 0].astype(np.float64)
@@ -76,7 +89,7 @@ class LayerAccumulator:
             if first:
                 self._codes[:] = 0  # binned at a window that meant nothing yet
             self._rewindow(y, scratch)
-        return (psum / positions).astype(np.float32)
+        return psum
 
     def _scratch_for(self, threads: int, size: int) -> list[np.ndarray]:
         """Reusable per-thread partials (the kernels reset them): count, s1, s2, min, max, zeros, saturated,

@@ -37,7 +37,8 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
         found = reusable.get(key)
         if found is None:
             pipeline = plan.config.pipeline
-            extract_pair(pair, store, pipeline.stats, pipeline.analysis.view, stored_inputs, bar)
+            extract_pair(pair, store, pipeline.stats, pipeline.analysis.view, pipeline.analysis.tokens, stored_inputs,
+                         bar)
         else:
             _reuse_pair(pair, store, found, stored_inputs)
         store.set_attrs(pair_key(pair.model.name, pair.data.name), {"cache_key": key})
@@ -50,7 +51,8 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
 def pair_cache_key(pair: Pair, pipeline: Any) -> str:
     """What the pair's stored activations depend on (see :func:`deeprep_report.extract.cache.cache_key`)."""
     settings = {"store": pipeline.store.model_dump(mode="json"), "stats": pipeline.stats.model_dump(mode="json"),
-                "view": pipeline.analysis.view.model_dump(mode="json"), "tool_version": __version__}
+                "view": pipeline.analysis.view.model_dump(mode="json"),
+                "tokens": pipeline.analysis.tokens.model_dump(mode="json"), "tool_version": __version__}
     return cache.cache_key(pair.model.loaded.fingerprint, pair.data.fingerprint, pair.data.rows,
                            [info.path for info in pair.model.selected], pair.binding, settings)
 
@@ -90,6 +92,8 @@ def _write_dataset(store: StoreWriter, plan: Plan, data: DatasetEntry) -> None:
     if dataset.labels is not None:
         store.write_array(f"{key}/labels", dataset.labels[data.rows])
     spec = plan.config.pipeline.datasets[data.index]
+    if dataset.text is not None:
+        store.write_text(key, dataset.text, data.rows)
     store.set_attrs(key, {
         "name": data.name, "source": dataset.source, "fingerprint": data.fingerprint, "n_rows": dataset.n_rows,
         "n_samples": len(data.rows), "limit": spec.limit, "shuffle": spec.shuffle, "batch_size": data.batch_size,

@@ -15,20 +15,21 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from deeprep_report.config import StatsSection
-from deeprep_report.config.sections import ViewSection
+from deeprep_report.config.sections import TokenSection, ViewSection
 from deeprep_report.extract.accumulate import LayerAccumulator
+from deeprep_report.extract.contexts import TopContexts
 from deeprep_report.extract.plan import DatasetEntry, Pair
 from deeprep_report.progress import Progress
 from deeprep_report.sources.datasets import batches
 from deeprep_report.extract.views import LayerView
 from deeprep_report.stats import saturation_thresholds
-from deeprep_report.stats.views import view_spec
+from deeprep_report.stats.views import BAG, ViewSpec, bag_of_tokens, view_spec
 from deeprep_report.store import StoreWriter, h5_name, pair_key, utc_now
 
 Forward = Callable[[Any], dict[str, Any]]
 
 
-def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: ViewSection,
+def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: ViewSection, tokens: TokenSection,
                  stored_inputs: set[tuple[str, str]], bar: bool | None = None) -> None:
     """Run one model over one dataset, writing its selected layers' activations, views and accumulators.
 
@@ -42,8 +43,8 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     forward = compile_forward(model.graph.tap_model(paths), model.graph.inputs, pair)
     arrays = sorted(set(pair.binding.values()))
     new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
-    folding = _Fold(store, pair, paths, stats, views,
-                    _InputStore(store, data, new_inputs, views) if new_inputs else None)
+    folding = _Fold(store, pair, paths, stats, views, tokens,
+                    _InputStore(store, data, new_inputs, views, pair) if new_inputs else None)
     started_at = utc_now()
     with Progress(len(data.rows), f"{model.name} × {data.name}", bar=bar) as progress:
         with _Worker(depth=2, name="write") as writes, _Worker(depth=1, name="stats") as statistics:
@@ -52,6 +53,8 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
                 statistics.submit(folding.fold, start, batch, outputs, writes)
                 progress.advance(len(next(iter(batch.values()))))
     folding.finish()
+    if pair.tokens is not None:
+        store.write_tokens(pair_key(model.name, data.name), pair.tokens)
     stored_inputs.update((data.name, a) for a in new_inputs)
     store.set_attrs(pair_key(model.name, data.name), {
         "model": model.name, "dataset": data.name, "n_samples": len(data.rows), "layers": paths,
@@ -64,9 +67,12 @@ class _Fold:
     """Folds each batch's layer outputs into the accumulators and hands the results to the writer."""
 
     def __init__(self, store: StoreWriter, pair: Pair, paths: list[str], stats: StatsSection, views: ViewSection,
-                 inputs: "_InputStore | None") -> None:
+                 tokens: TokenSection, inputs: "_InputStore | None") -> None:
         self.stats = stats
         self.view_settings = views
+        self.token_settings = tokens
+        self.tokens = pair.tokens
+        self.contexts: dict[str, TopContexts] = {}
         self.infos = {info.path: info for info in pair.model.selected}
         self.writers = {path: store.layer(pair.model.name, pair.data.name, path, len(pair.data.rows), views.dtype)
                         for path in paths}
@@ -83,13 +89,32 @@ class _Fold:
             activations = np.asarray(outputs[path])  # a view of TensorFlow's buffer, no copy
             accumulator = self.accumulators.get(path)
             if accumulator is None:
-                accumulator = self.accumulators[path] = _accumulator(activations, self.infos[path].activation,
-                                                                     self.stats)
-                self.shapes[path] = tuple(activations.shape[1:])
-                self.views[path] = LayerView.of(self.shapes[path], self.view_settings)
+                accumulator = self._start(path, activations)
             keep = activations if start < writer.full_samples else None  # release big batches early
-            jobs.append((writer, accumulator.update(activations), keep, self.views[path].apply(activations)))
+            view = self.views[path]
+            if path not in self.contexts:
+                jobs.append((writer, accumulator.update(activations), keep, view.apply(activations), None))
+                continue
+            mask = self.tokens.batch_mask(start, len(activations))
+            pooled = accumulator.update(activations, mask)
+            self.contexts[path].update(start, activations, mask)
+            rows, where = self.tokens.batch_positions(start, len(activations))
+            token_rows = (rows, view.rows(activations[where[:, 0], where[:, 1]]))
+            jobs.append((writer, pooled, keep, view.apply_sequence(activations, mask, pooled), token_rows))
         writes.submit(_write_layers, start, jobs)
+
+    def _start(self, path: str, activations: np.ndarray) -> LayerAccumulator:
+        """The accumulator and view of a layer, from its first batch (when its shape is known)."""
+        accumulator = self.accumulators[path] = _accumulator(activations, self.infos[path].activation, self.stats)
+        shape = self.shapes[path] = tuple(activations.shape[1:])
+        if self.tokens is not None and len(shape) == 2 and shape[0] == self.tokens.length:
+            settings = self.token_settings
+            self.views[path] = LayerView.of_sequence(shape[1], settings.sequence_view, self.view_settings)
+            self.contexts[path] = TopContexts(shape[1], settings.contexts, settings.window)
+            self.writers[path].tokens_total = len(self.tokens.positions)
+        else:
+            self.views[path] = LayerView.of(shape, self.view_settings)
+        return accumulator
 
     def finish(self) -> None:
         if self.inputs is not None:
@@ -98,7 +123,20 @@ class _Fold:
             accumulator = self.accumulators[path]
             writer.finish(accumulator.moments, accumulator.histogram,
                           {**_layer_attrs(self.infos[path], accumulator, self.shapes[path], self.stats),
-                           **self.views[path].spec.attrs()})
+                           **self.views[path].spec.attrs(), **self._token_attrs(path)},
+                          self.contexts[path].arrays() if path in self.contexts else None)
+
+    def _token_attrs(self, path: str) -> dict[str, Any]:
+        """Whether a layer was measured on real tokens only, and why (not) — stored, shown in the report."""
+        if self.tokens is None:
+            return {}
+        if path in self.contexts:
+            return {"masked": True, "mask_source": self.tokens.source,
+                    "sequence_view": self.token_settings.sequence_view}
+        shape = self.shapes[path]
+        why = (f"its positions ({shape[0]}) are not the {self.tokens.length} tokens" if len(shape) == 2
+               else "one vector per sequence (the model pooled or summarised the tokens itself)")
+        return {"masked": False, "mask_note": why}
 
 
 def compile_forward(tap_model: Any, inputs: Any, pair: Pair) -> Forward:
@@ -134,9 +172,9 @@ def _layer_attrs(info: Any, accumulator: LayerAccumulator, shape: tuple[int, ...
     }
 
 
-def _write_layers(start: int, jobs: list[tuple[Any, np.ndarray, np.ndarray | None, np.ndarray | None]]) -> None:
-    for writer, pooled, activations, view in jobs:
-        writer.write(start, pooled, activations, view)
+def _write_layers(start: int, jobs: list[tuple[Any, ...]]) -> None:
+    for writer, pooled, activations, view, token_rows in jobs:
+        writer.write(start, pooled, activations, view, token_rows)
 
 
 class _Worker:
@@ -173,8 +211,11 @@ class _InputStore:
     """Writes a dataset's model inputs and their analysis views once (the first pair that reads them) and counts
     non-finite values."""
 
-    def __init__(self, store: StoreWriter, data: DatasetEntry, arrays: list[str], views: ViewSection) -> None:
+    def __init__(self, store: StoreWriter, data: DatasetEntry, arrays: list[str], views: ViewSection,
+                 pair: Pair) -> None:
         self.store = store
+        self.tokens = pair.tokens
+        self.bag: ViewSpec | None = None
         self.key = f"datasets/{h5_name(data.name)}"
         self.keep = store.settings.inputs
         self.nonfinite = 0
@@ -185,9 +226,15 @@ class _InputStore:
             if self.keep:
                 self.datasets[name] = store.create(f"{self.key}/inputs/{h5_name(name)}", (len(data.rows), *info.shape),
                                                    store.stored_dtype(info.dtype))
-            view = LayerView(view_spec(int(np.prod(info.shape, dtype=np.int64)), False, views.dims, views.seed))
-            target = store.create(f"{self.key}/views/{h5_name(name)}", (len(data.rows), view.spec.dims), views.dtype)
-            target.attrs.update(view.spec.attrs())
+            if self.tokens is not None and name == self.tokens.array:
+                types = int(self.tokens.ids.max()) + 1
+                self.bag = ViewSpec(BAG, types, min(types, views.dims), views.seed)
+                view, spec = None, self.bag
+            else:
+                view = LayerView(view_spec(int(np.prod(info.shape, dtype=np.int64)), False, views.dims, views.seed))
+                spec = view.spec
+            target = store.create(f"{self.key}/views/{h5_name(name)}", (len(data.rows), spec.dims), views.dtype)
+            target.attrs.update(spec.attrs())
             self.views[name] = (view, target)
 
     def write(self, start: int, batch: dict[str, np.ndarray]) -> None:
@@ -198,7 +245,9 @@ class _InputStore:
                 self.datasets[name][start : start + len(values)] = values
             if name in self.views:
                 view, target = self.views[name]
-                target[start : start + len(values)] = view.apply(values).astype(target.dtype)
+                rows = (view.apply(values) if view is not None
+                        else bag_of_tokens(values, self.tokens.batch_mask(start, len(values)), self.bag))
+                target[start : start + len(values)] = rows.astype(target.dtype)
 
     def finish(self) -> None:
         group = self.store.file[self.key]

@@ -49,6 +49,7 @@ class LayerInfo:
     activation_inherited: bool = False  # the activation is the input's (pooling, reshape, dropout)
     tensor: Any = field(default=None, repr=False)
     layer_id: int = field(default=0, repr=False)
+    layer: Any = field(default=None, repr=False)
 
     @property
     def capturable(self) -> bool:
@@ -105,7 +106,7 @@ class LayerGraph:
         self.layers.append(LayerInfo(
             path=path, name=layer.name, class_name=type(layer).__name__, output_shape=shape,
             params=_count_params(layer), inputs=sources, activation=activation, activation_inherited=inherited,
-            reason=reason, tensor=tensor, layer_id=id(layer),
+            reason=reason, tensor=tensor, layer_id=id(layer), layer=layer,
         ))
 
     def _activation(self, layer: keras.layers.Layer, sources: tuple[str, ...]) -> tuple[str | None, bool]:
@@ -260,7 +261,18 @@ def activation_name(layer: keras.layers.Layer) -> str | None:
     if kind in fixed:
         return fixed[kind]
     function = getattr(layer, "activation", None)
-    if function is None:
+    if function is None or not _applies_activation_last(layer):
         return None
     name = getattr(function, "__name__", None) or type(function).__name__
     return str(name).lower()
+
+
+def _applies_activation_last(layer: keras.layers.Layer) -> bool:
+    """Keras's own layers apply their ``activation`` last; a layer from elsewhere (keras-hub's
+    TransformerEncoder has a GELU inside, then a residual and a norm) only when it is a Dense, a
+    convolution or an Activation underneath."""
+    if type(layer).__module__.startswith("keras."):
+        return True
+    from keras.src.layers.convolutional.base_conv import BaseConv
+
+    return isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Activation, BaseConv))

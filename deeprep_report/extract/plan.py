@@ -17,7 +17,9 @@ import numpy as np
 from deeprep_report.config import Config
 from deeprep_report.errors import first_line
 from deeprep_report.extract.graph import LayerGraph, LayerInfo, SelectionError
-from deeprep_report.sources.datasets import Dataset, open_dataset, select_rows
+from deeprep_report.extract.tokens import PairTokens, TokenError, pair_tokens
+from deeprep_report.sources.datasets import Dataset, select_rows
+from deeprep_report.sources.loaders import open_dataset
 from deeprep_report.sources.models import LoadedModel, load_model
 from deeprep_report.store import Baseline, data_difference, open_baseline
 
@@ -58,6 +60,7 @@ class Pair:
     model: ModelEntry
     data: DatasetEntry
     binding: dict[str, str]
+    tokens: PairTokens | None = None  # a sequence of tokens: ids, the mask of real tokens, the token sample
 
 
 @dataclass
@@ -156,7 +159,7 @@ def _add_random_baselines(config: Config, plan: Plan) -> None:
                              weights_sha256(clone), None)
         twin = ModelEntry(model.index, loaded, graph, selected, skipped, baseline_of=model.name)
         plan.models.append(twin)
-        plan.pairs += [Pair(twin, pair.data, pair.binding) for pair in plan.pairs if pair.model is model]
+        plan.pairs += [Pair(twin, pair.data, pair.binding, pair.tokens) for pair in plan.pairs if pair.model is model]
         log.info("model %s: random baseline %s added", model.name, name)
 
 
@@ -171,7 +174,7 @@ def _pairs(config: Config, plan: Plan) -> list[Pair]:
                 continue
             binding, problem = bind_inputs(model, data, config)
             if problem is None:
-                pairs.append(Pair(model, data, binding))
+                pairs.append(Pair(model, data, binding, _tokens(config, model, data, binding)))
             elif wanted is not None:
                 raise config.error(*problem)
             else:
@@ -188,6 +191,19 @@ def _pairs(config: Config, plan: Plan) -> list[Pair]:
     return pairs
 
 
+def _tokens(config: Config, model: ModelEntry, data: DatasetEntry, binding: dict[str, str]) -> PairTokens | None:
+    settings = config.pipeline.analysis.tokens
+    try:
+        tokens = pair_tokens(model.graph, data.dataset, data.rows, binding, settings.samples, config.pipeline.run.seed)
+    except TokenError as exc:
+        raise config.error(f"datasets[{data.index}]", f"dataset {data.name!r} with model {model.name!r}: {exc}") from None
+    if tokens is not None:
+        log.info("%s × %s: tokens %r, %d per sample; real tokens %.1f%% (mask from %s); %d sampled for token-level "
+                 "analysis", model.name, data.name, tokens.array, tokens.length, 100 * tokens.mask.mean(),
+                 tokens.source, len(tokens.positions))
+    return tokens
+
+
 def bind_inputs(model: ModelEntry, data: DatasetEntry, config: Config) -> tuple[dict[str, str], tuple[str, str] | None]:
     """Map model inputs to dataset arrays and check shapes: (binding, None) or ({}, (field, problem))."""
     spec = config.pipeline.datasets[data.index]
@@ -202,7 +218,8 @@ def bind_inputs(model: ModelEntry, data: DatasetEntry, config: Config) -> tuple[
                         f"{', '.join(map(repr, inputs))}")
         binding = dict(spec.x)
     elif len(inputs) == 1:
-        binding = {next(iter(inputs)): spec.x if isinstance(spec.x, str) else "x"}
+        default = "token_ids" if "x" not in arrays and "token_ids" in arrays else "x"
+        binding = {next(iter(inputs)): spec.x if isinstance(spec.x, str) else default}
     else:
         binding = {name: name for name in inputs}
     missing = [name for name in inputs if binding.get(name) not in arrays]

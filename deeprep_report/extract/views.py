@@ -6,16 +6,45 @@ import numpy as np
 
 from deeprep_report.config.sections import ViewSection
 from deeprep_report.extract import kernels
-from deeprep_report.stats.views import COUNT_SKETCH, POOLED, ViewSpec, sketch_indices, view_spec
+from deeprep_report.stats.views import COUNT_SKETCH, POOLED, ViewSpec, sequence_view_spec, sketch_indices, view_spec
 
 
 class LayerView:
     """Turns a batch of a layer's activations (B, ...) into its view rows (B, dims), or None for a layer whose
     stored ``pooled`` already is its view."""
 
-    def __init__(self, spec: ViewSpec) -> None:
+    def __init__(self, spec: ViewSpec, pick: str | None = None) -> None:
         self.spec = spec
+        self.pick = pick  # sequence layers: which vector of the real tokens (mean, first, last)
         self.indices = sketch_indices(spec) if spec.method == COUNT_SKETCH else None
+
+    @classmethod
+    def of_sequence(cls, units: int, pick: str, settings: ViewSection) -> "LayerView":
+        """The view of a sequence layer whose positions are the tokens: one vector per sequence (docs/text.md)."""
+        return cls(sequence_view_spec(units, pick, settings.dims, settings.seed), pick)
+
+    def apply_sequence(self, activations: np.ndarray, mask: np.ndarray, pooled: np.ndarray) -> np.ndarray | None:
+        """View rows of a batch (B, T, C) with real tokens ``mask`` and masked means ``pooled``; None when the
+        stored ``pooled`` is the view."""
+        if self.pick == "mean":
+            vectors = pooled
+        else:
+            first = mask.argmax(axis=1)
+            index = first if self.pick == "first" else mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1)
+            vectors = np.asarray(activations[np.arange(len(mask)), index], dtype=np.float32)
+        if self.indices is None:
+            return None if self.pick == "mean" else vectors
+        return self.rows(vectors)
+
+    def rows(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors (n, C) of a sequence layer (its tokens) as view rows: themselves, or their sketch."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.indices is None:
+            return vectors
+        out = np.empty((len(vectors), self.spec.dims), dtype=np.float32)
+        kernel, _ = kernels.sketch.pick(vectors)
+        kernel(vectors, *self.indices, out)
+        return out
 
     @classmethod
     def of(cls, sample_shape: tuple[int, ...], settings: ViewSection) -> "LayerView":

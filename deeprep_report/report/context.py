@@ -60,6 +60,23 @@ class ReportContext:
         self.baselines = random_twins(summary)
         self.twin_pairs = {(self.baselines[p["model"]], p["dataset"]): p for p in summary["pairs"]
                            if p["model"] in self.baselines}
+        self._text: dict[str, Any] = {}
+        self._tokens: dict[tuple[str, str], Any] = {}
+
+    def text(self, dataset: str) -> dict[str, Any] | None:
+        """A text dataset's vocabulary and texts (read once)."""
+        if dataset not in self._text:
+            self._text[dataset] = self.store.text(dataset)
+        return self._text[dataset]
+
+    def tokens(self, model: str, dataset: str) -> dict[str, Any] | None:
+        """A sequence pair's token ids, mask and token sample (read once), with ``length``."""
+        if (model, dataset) not in self._tokens:
+            tokens = self.store.tokens(model, dataset)
+            if tokens is not None:
+                tokens["length"] = int(tokens["ids"].shape[1])
+            self._tokens[(model, dataset)] = tokens
+        return self._tokens[(model, dataset)]
 
     def audited_pairs(self) -> list[dict[str, Any]]:
         return audited_pairs(self.summary)

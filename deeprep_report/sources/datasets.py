@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -33,6 +34,22 @@ class ArrayInfo:
     dtype: np.dtype
 
 
+@dataclass
+class TextInfo:
+    """What makes a dataset text: which array holds token ids, where the padding is, what the ids mean.
+
+    ``mask`` (n_rows, T) is True at real tokens; None when the data does not say (the plan then takes it from
+    the model: a ``padding_mask`` input, or an ``Embedding(mask_zero=True)``)."""
+
+    tokens: str
+    mask: np.ndarray | None = None
+    mask_source: str = ""
+    vocabulary: list[str] | None = None
+    texts: list[str] | None = None
+    special_ids: list[int] = field(default_factory=list)
+    token_labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 class Dataset(Protocol):
     """What extraction needs from a data source."""
 
@@ -41,6 +58,7 @@ class Dataset(Protocol):
     labels: np.ndarray | None
     class_names: list[str] | None
     source: str
+    text: TextInfo | None
 
     def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The named arrays at ``rows`` (any order), each of shape (len(rows), *sample_shape)."""
@@ -58,6 +76,7 @@ class ArrayDataset:
     class_names: list[str] | None
     source: str
     file: Path | None = None
+    text: TextInfo | None = None
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
@@ -89,6 +108,7 @@ class HDF5Dataset:
     labels: np.ndarray | None
     class_names: list[str] | None
     source: str
+    text: TextInfo | None = None
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
@@ -132,6 +152,7 @@ class ImageFolderDataset:
     rescale: float
     source: str
     root: Path
+    text: TextInfo | None = None
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
@@ -175,96 +196,21 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def open_dataset(config: Config, index: int) -> Dataset:
-    """Open ``datasets[index]`` of the config; every problem is a :class:`ConfigError` at that entry."""
-    spec = config.pipeline.datasets[index]
-    where = f"datasets[{index}]"
-    if spec.builtin is not None:
-        dataset: Dataset = _builtin(spec)
-    else:
-        path = config.resolve(spec.path)
-        field_ = f"{where}.path"
-        if not path.exists():
-            raise config.error(field_, f"no such file or folder {spec.path!r}")
-        if path.is_dir():
-            dataset = _image_folder(config, spec, path, field_)
-        elif path.suffix.lower() == ".npz":
-            dataset = _npz(config, spec, path, field_)
-        elif path.suffix.lower() in (".h5", ".hdf5"):
-            dataset = _hdf5(config, spec, path, field_)
-        else:
-            raise config.error(field_, f"{spec.path!r}: expected a .npz or .h5 file or an image folder")
-    if dataset.n_rows == 0:
-        raise config.error(f"{where}.path" if spec.path else f"{where}.builtin",
-                           f"dataset {spec.name!r} is empty (0 samples)")
-    return dataset
+def select_rows(n_rows: int, limit: int | None, shuffle: bool, seed: int) -> np.ndarray:
+    """Dataset rows to use, in sample order: a seeded permutation (or the first rows), cut at ``limit``."""
+    count = n_rows if limit is None else min(limit, n_rows)
+    if not shuffle:
+        return np.arange(count, dtype=np.int64)
+    return np.random.default_rng(seed).permutation(n_rows)[:count].astype(np.int64)
 
 
-def _builtin(spec: DatasetSpec) -> Dataset:
-    from deeprep_report.sources import demo
-
-    if spec.builtin == "digits_mirrored":
-        x, y = demo.digits_mirrored()
-        return ArrayDataset({"x": x}, y, ["as drawn", "mirrored"],
-                            "builtin:digits_mirrored (scikit-learn digits, half mirrored left-right; label: mirrored)")
-    x, y = demo.digits()
-    return ArrayDataset({"x": x}, y, [str(d) for d in range(10)], "builtin:digits (scikit-learn digits, 28x28x1)")
+def batches(rows: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first sample position, rows of the batch)`` in order."""
+    for start in range(0, len(rows), batch_size):
+        yield start, rows[start : start + batch_size]
 
 
-def _npz(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            data = {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        raise config.error(field_, f"{spec.path!r}: cannot read .npz (object arrays are refused): {first_line(exc)}") from None
-    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError...
-        raise config.error(field_, f"{spec.path!r}: not a readable .npz archive: {first_line(exc)}") from None
-    shapes = {name: array.shape for name, array in data.items()}
-    inputs, label_name = _pick_arrays(config, spec, field_, shapes)
-    labels, class_names = _labels(config, spec, data[label_name] if label_name else None, field_)
-    arrays = {name: data[name] for name in inputs}
-    _check_rows(config, spec, field_, {n: shapes[n] for n in inputs}, labels)
-    return ArrayDataset(arrays, labels, class_names, f"npz:{path}", file=path)
-
-
-def _hdf5(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            shapes = {name: handle[name].shape for name in handle if isinstance(handle[name], h5py.Dataset)}
-            inputs, label_name = _pick_arrays(config, spec, field_, shapes)
-            raw_labels = handle[label_name][()] if label_name else None
-    except OSError as exc:
-        raise config.error(field_, f"{spec.path!r}: not a readable HDF5 file: {first_line(exc)}") from None
-    labels, class_names = _labels(config, spec, raw_labels, field_)
-    _check_rows(config, spec, field_, {n: shapes[n] for n in inputs}, labels)
-    return HDF5Dataset(path, inputs, labels, class_names, f"hdf5:{path}")
-
-
-def _pick_arrays(
-    config: Config, spec: DatasetSpec, field_: str, shapes: dict[str, tuple[int, ...]]
-) -> tuple[list[str], str | None]:
-    """(candidate input arrays, label array): the arrays named by x, else every array but the labels."""
-    available = ", ".join(repr(n) for n in shapes) or "none"
-    label_name = spec.y if spec.y is not None else ("y" if "y" in shapes else None)
-    if label_name is not None and label_name not in shapes:
-        raise config.error(field_, f"{spec.path!r} has no label array {label_name!r} (arrays: {available})")
-    if isinstance(spec.x, dict):
-        inputs = list(dict.fromkeys(spec.x.values()))
-    elif isinstance(spec.x, str):
-        inputs = [spec.x]
-    else:
-        inputs = [name for name in shapes if name != label_name]
-    for name in inputs:
-        if name not in shapes:
-            raise config.error(field_, f"{spec.path!r} has no array {name!r} (arrays: {available})")
-    if not inputs:
-        raise config.error(field_, f"{spec.path!r} has no input array (arrays: {available})")
-    return inputs, label_name
-
-
-def _labels(
+def parse_labels(
     config: Config, spec: DatasetSpec, raw: np.ndarray | None, field_: str
 ) -> tuple[np.ndarray | None, list[str] | None]:
     """Integer labels 0..K-1 and their names, from integer, string or one-hot arrays."""
@@ -286,58 +232,3 @@ def _labels(
     labels = raw.astype(np.int64)
     count = int(labels.max()) + 1 if labels.size else 0
     return labels, [str(k) for k in range(count)]
-
-
-def _check_rows(
-    config: Config, spec: DatasetSpec, field_: str, shapes: dict[str, tuple[int, ...]], labels: np.ndarray | None
-) -> None:
-    rows = {name: shape[0] if len(shape) else 0 for name, shape in shapes.items()}
-    if labels is not None:
-        rows["labels"] = len(labels)
-    if len(set(rows.values())) > 1:
-        listing = ", ".join(f"{k}: {v}" for k, v in rows.items())
-        raise config.error(field_, f"arrays have different numbers of rows ({listing})")
-    for name, shape in shapes.items():
-        if len(shape) < 1:
-            raise config.error(field_, f"array {name!r} is a scalar; expected one row per sample")
-
-
-def _image_folder(config: Config, spec: DatasetSpec, root: Path, field_: str) -> Dataset:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise config.error(field_, f"{spec.path!r}: expected one subfolder per class, found none")
-    files: list[Path] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        files += found
-        labels += [label] * len(found)
-    if not files:
-        raise config.error(field_, f"dataset {spec.name!r} is empty (no images in {spec.path!r})")
-    size = spec.image_size
-    if size is None:
-        from PIL import Image
-
-        try:
-            with Image.open(files[0]) as first:
-                size = (first.height, first.width)
-        except OSError as exc:
-            raise config.error(field_, f"{files[0]}: cannot read image: {first_line(exc)}") from None
-        log.info("dataset %s: images resized to %dx%d (the first image's size; set image_size to choose)",
-                 spec.name, *size)
-    return ImageFolderDataset(files, np.asarray(labels, dtype=np.int64), classes, tuple(size), spec.color_mode,
-                              spec.rescale, f"images:{root}", root)
-
-
-def select_rows(n_rows: int, limit: int | None, shuffle: bool, seed: int) -> np.ndarray:
-    """Dataset rows to use, in sample order: a seeded permutation (or the first rows), cut at ``limit``."""
-    count = n_rows if limit is None else min(limit, n_rows)
-    if not shuffle:
-        return np.arange(count, dtype=np.int64)
-    return np.random.default_rng(seed).permutation(n_rows)[:count].astype(np.int64)
-
-
-def batches(rows: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first sample position, rows of the batch)`` in order."""
-    for start in range(0, len(rows), batch_size):
-        yield start, rows[start : start + batch_size]

@@ -38,9 +38,9 @@ def load_model(config: Config, index: int) -> LoadedModel:
     spec = config.pipeline.models[index]
     where = f"models[{index}]"
     if spec.builtin is not None:
-        from deeprep_report.sources import demo
+        from deeprep_report.sources import demo, text_demo
 
-        path = demo.digits_cnn_path(spec.builtin)
+        path = text_demo.text_classifier_path() if spec.builtin == "text_demo" else demo.digits_cnn_path(spec.builtin)
         model = _load_file(config, spec, path, f"{where}.builtin")
         return LoadedModel(spec.name, model, f"builtin:{spec.builtin}", file_sha256(path), path)
     if spec.path is not None:
@@ -52,6 +52,9 @@ def load_model(config: Config, index: int) -> LoadedModel:
             return LoadedModel(spec.name, model, f"savedmodel:{path}", _folder_sha256(path), path)
         model = _load_file(config, spec, path, f"{where}.path")
         return LoadedModel(spec.name, model, f"file:{path}", file_sha256(path), path)
+    if spec.preset is not None:
+        model, folder = _preset(config, spec, f"{where}.preset")
+        return LoadedModel(spec.name, model, f"preset:{folder}", _folder_sha256(folder), folder)
     if spec.application is not None:
         model = _application(config, spec, f"{where}.application")
         return LoadedModel(spec.name, model, f"application:{spec.application}", weights_sha256(model), None)
@@ -152,6 +155,30 @@ def _application(config: Config, spec: ModelSpec, field: str) -> Any:
         return builder(**options)
     except Exception as exc:  # noqa: BLE001 - bad options for the architecture
         raise config.error(field, f"cannot build {spec.application}: {first_line(exc)}") from None
+
+
+def _preset(config: Config, spec: ModelSpec, field: str) -> tuple[Any, Path]:
+    """A keras-hub backbone from a local folder; nothing is downloaded (a name that is not a folder is refused,
+    so keras-hub never reaches for Kaggle or the Hugging Face Hub)."""
+    from deeprep_report.sources.tokenizers import package_path
+
+    try:
+        folder = package_path(spec.preset)
+    except FileNotFoundError as exc:
+        raise config.error(field, f"{spec.preset!r}: {exc}") from None
+    folder = folder if folder.is_absolute() else config.resolve(str(folder))
+    if not folder.is_dir():
+        raise config.error(field, f"no preset folder {spec.preset!r} (presets are read from local folders only)")
+    if not (folder / "config.json").is_file():
+        raise config.error(field, f"{spec.preset!r} has no config.json; expected a keras-hub or Hugging Face folder")
+    try:
+        import keras_hub
+    except ImportError:
+        raise config.error(field, "preset models need keras-hub (pip install keras-hub)") from None
+    try:
+        return keras_hub.models.Backbone.from_preset(str(folder), **spec.options), folder
+    except Exception as exc:  # noqa: BLE001 - keras-hub raises many types for a folder it cannot read
+        raise config.error(field, f"cannot load preset {spec.preset!r}: {first_line(exc)}") from None
 
 
 def _factory(config: Config, spec: ModelSpec, field: str) -> Any:

@@ -26,6 +26,12 @@ import numpy as np
 #: How a view is made: the stored ``pooled`` array is the activation itself (dense layers with few units),
 #: the flattened activation, or its count sketch.
 POOLED, FLAT, COUNT_SKETCH = "pooled", "flat", "count_sketch"
+#: A sequence layer whose positions are the tokens enters as one vector per sequence, from its real tokens only
+#: (``analysis.tokens.sequence_view``): their mean, or the first or last real token.
+SEQUENCE = {"mean": "token_mean", "first": "first_token", "last": "last_token"}
+#: Token ids enter as what they mean, not as numbers: each sequence's bag of tokens (the share of its real tokens
+#: of each type), count-sketched like any view when the vocabulary is wider than ``dims``.
+BAG = "bag_of_tokens"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class ViewSpec:
             return False
         if self.method == COUNT_SKETCH or other.method == COUNT_SKETCH:
             return self == other
+        if self.method in (*SEQUENCE.values(), BAG) or other.method in (*SEQUENCE.values(), BAG):
+            return self.method == other.method and self.input_dims == other.input_dims
         return self.input_dims == other.input_dims  # flat and pooled are both the activation itself
 
 
@@ -62,6 +70,27 @@ def view_spec(flat_dims: int, dense: bool, dims: int, seed: int) -> ViewSpec:
     if flat_dims > dims:
         return ViewSpec(COUNT_SKETCH, flat_dims, dims, seed)
     return ViewSpec(POOLED if dense else FLAT, flat_dims, flat_dims, seed)
+
+
+def sequence_view_spec(units: int, pick: str, dims: int, seed: int) -> ViewSpec:
+    """The view of a token-aligned sequence layer with ``units`` per token (sketched when wider than ``dims``)."""
+    if units > dims:
+        return ViewSpec(COUNT_SKETCH, units, dims, seed)
+    return ViewSpec(SEQUENCE[pick], units, units, seed)
+
+
+def bag_of_tokens(ids: np.ndarray, mask: np.ndarray, spec: ViewSpec) -> np.ndarray:
+    """The view (B, dims) of token ids (B, T) with real tokens ``mask``: per sequence, the share of each type among
+    its real tokens (a ``vocabulary``-wide vector; count-sketched when ``spec.dims`` is smaller)."""
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[mask]
+    types = np.asarray(ids)[mask].astype(np.int64)
+    weights = (1.0 / mask.sum(axis=1))[rows]
+    out = np.zeros((len(ids), spec.dims))
+    if spec.dims < spec.input_dims:
+        buckets, signs = sketch_indices(ViewSpec(COUNT_SKETCH, spec.input_dims, spec.dims, spec.seed))
+        types, weights = buckets[types], weights * signs[types]
+    np.add.at(out, (rows, types), weights)
+    return out
 
 
 def sketch_indices(spec: ViewSpec) -> tuple[np.ndarray, np.ndarray]:

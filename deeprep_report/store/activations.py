@@ -7,11 +7,16 @@ Layout (``<x>`` is a name escaped by :func:`h5_name`)::
     /datasets/<dataset>/labels          (N,) int64, when the dataset has labels
     /datasets/<dataset>/inputs/<array>  (N, ...) model inputs, when store.inputs
     /datasets/<dataset>/views/<array>   (N, D) the inputs' analysis views
+    /datasets/<dataset>/text/           text datasets: vocabulary (V,), texts (N,) strings, when known
     /models/<model>                     attributes only (source, fingerprint, architecture)
+    /pairs/<model>/<dataset>/tokens/    sequence pairs: ids (N, T), mask (N, T) real tokens, positions (n, 2) of
+                                        the token sample (sample, position); attributes array, source
     /pairs/<model>/<dataset>/layers/<nested>/<path>/
         pooled                          (N, C) mean over positions (the full activation for dense layers)
         maps                            (F, ...) full activations of the first F samples (rank >= 3 only)
         view                            (N, D) the analysis view (stats/views.py), unless pooled is the view
+        tokens                          (n, D) token-aligned sequence layers: the view of each sampled token
+        contexts/<name>                 token-aligned sequence layers: top contexts per unit (extract/contexts.py)
         moments/<name>                  (C,) mergeable accumulators (stats.Moments)
         histogram/counts                (bins,) with attributes exponent, start
         stats/<name>                    (C,) per-unit statistics, written by the analyze stage
@@ -34,7 +39,7 @@ from deeprep_report.stats import Histogram, Moments
 from deeprep_report.stats.views import ViewSpec
 
 FORMAT = "deeprep-activations"
-FORMAT_VERSION = 2  # 2: per-layer analysis views (view, view_* attributes), datasets/<d>/views
+FORMAT_VERSION = 3  # 2: per-layer analysis views (view, view_* attributes), datasets/<d>/views; 3: tokens, contexts
 _CHUNK_BYTES = 1 << 20
 
 
@@ -125,6 +130,28 @@ class StoreWriter:
     def write_array(self, key: str, values: np.ndarray) -> None:
         self.file.create_dataset(key, data=values)
 
+    def write_tokens(self, key: str, tokens: Any) -> None:
+        """A sequence pair's token ids, mask of real tokens and token sample (extract/tokens.py)."""
+        group = self.file.require_group(f"{key}/tokens")
+        group.create_dataset("ids", data=tokens.ids)
+        group.create_dataset("mask", data=tokens.mask.astype(np.uint8))
+        group.create_dataset("positions", data=tokens.positions)
+        group.attrs.update({"array": tokens.array, "source": tokens.source})
+
+    def write_text(self, key: str, text: Any, rows: np.ndarray) -> None:
+        """A text dataset's vocabulary and the texts of its samples (in sample order), when known."""
+        strings = h5py.string_dtype("utf-8")
+        if text.vocabulary is not None:
+            self.file.create_dataset(f"{key}/text/vocabulary", data=np.asarray(text.vocabulary, dtype=object),
+                                     dtype=strings)
+        if text.texts is not None:
+            self.file.create_dataset(f"{key}/text/texts", data=np.asarray([text.texts[r] for r in rows], dtype=object),
+                                     dtype=strings)
+        group = self.file.require_group(f"{key}/text")
+        group.attrs.update({"tokens": text.tokens, "special_ids": json.dumps(list(text.special_ids))})
+        for name, values in text.token_labels.items():
+            group.create_dataset(f"token_labels/{h5_name(name)}", data=values[rows])
+
     def stored_dtype(self, dtype: np.dtype) -> np.dtype:
         """Floats are stored as ``store.dtype``; integers keep their type."""
         return np.dtype(self.settings.dtype) if np.dtype(dtype).kind == "f" else np.dtype(dtype)
@@ -148,12 +175,21 @@ class LayerWriter:
         self.pooled: h5py.Dataset | None = None
         self.maps: h5py.Dataset | None = None
         self.view: h5py.Dataset | None = None
+        self.tokens: h5py.Dataset | None = None
+        self.tokens_total = 0  # sampled token positions, for token-aligned sequence layers
         full = store.settings.full_samples
         self.full_samples = samples if full == "all" else min(int(full), samples)
 
     def write(self, start: int, pooled: np.ndarray, activations: np.ndarray | None,
-              view: np.ndarray | None = None) -> None:
-        """Write a batch's pooled rows and view rows, and its full maps while ``start`` is below ``full_samples``."""
+              view: np.ndarray | None = None, token_rows: tuple[slice, np.ndarray] | None = None) -> None:
+        """Write a batch's pooled rows, view rows and sampled tokens' rows, and its full maps while ``start`` is
+        below ``full_samples``."""
+        if token_rows is not None:
+            rows, values = token_rows
+            if self.tokens is None:
+                self.tokens = self.store.create(f"{self.key}/tokens", (self.tokens_total, values.shape[1]),
+                                                self.view_dtype)
+            self.tokens[rows] = _as(values, self.tokens.dtype)
         if self.pooled is None:
             dtype = self.store.stored_dtype(np.dtype(np.float32))
             self.pooled = self.store.create(f"{self.key}/pooled", (self.samples, pooled.shape[1]), dtype)
@@ -169,8 +205,11 @@ class LayerWriter:
             keep = min(len(activations), self.full_samples - start)
             self.maps[start : start + keep] = _as(activations[:keep], self.maps.dtype)
 
-    def finish(self, moments: Moments, histogram: Histogram, attrs: dict[str, Any]) -> None:
+    def finish(self, moments: Moments, histogram: Histogram, attrs: dict[str, Any],
+               contexts: dict[str, np.ndarray] | None = None) -> None:
         group = self.store.file.require_group(self.key)
+        for name, values in (contexts or {}).items():
+            group.create_dataset(f"contexts/{name}", data=values)
         for name, values in moments.as_arrays().items():
             group.create_dataset(f"moments/{name}", data=values)
         counts = group.create_dataset("histogram/counts", data=histogram.counts)
@@ -221,6 +260,35 @@ class StoreReader:
         group = self.layer_group(model, dataset, layer_path)
         spec = ViewSpec.from_attrs(_read_attrs(group))
         return (group["view"] if "view" in group else group["pooled"]), spec
+
+    def tokens(self, model: str, dataset: str) -> dict[str, Any] | None:
+        """A sequence pair's ids (N, T), mask (N, T) bool, positions (n, 2) and attributes; None otherwise."""
+        key = f"{pair_key(model, dataset)}/tokens"
+        if key not in self.file:
+            return None
+        group = self.file[key]
+        return {"ids": group["ids"][()], "mask": group["mask"][()].astype(bool), "positions": group["positions"][()],
+                **_read_attrs(group)}
+
+    def text(self, dataset: str) -> dict[str, Any] | None:
+        """A text dataset's vocabulary and texts (None where unknown) and token labels; None for other data."""
+        key = f"datasets/{h5_name(dataset)}/text"
+        if key not in self.file:
+            return None
+        group = self.file[key]
+        strings = {name: [v.decode() if isinstance(v, bytes) else str(v) for v in group[name][()]]
+                   if name in group else None for name in ("vocabulary", "texts")}
+        labels = {name: group["token_labels"][name][()] for name in group.get("token_labels", {})}
+        return {**strings, "token_labels": labels, **_read_attrs(group)}
+
+    def token_view(self, model: str, dataset: str, layer_path: str) -> h5py.Dataset | None:
+        """The sampled tokens' rows (n, D) of a token-aligned sequence layer; None for other layers."""
+        group = self.layer_group(model, dataset, layer_path)
+        return group["tokens"] if "tokens" in group else None
+
+    def contexts(self, model: str, dataset: str, layer_path: str) -> dict[str, np.ndarray] | None:
+        group = self.layer_group(model, dataset, layer_path)
+        return {name: group["contexts"][name][()] for name in group["contexts"]} if "contexts" in group else None
 
     def moments(self, model: str, dataset: str, layer_path: str) -> Moments:
         group = self.layer_group(model, dataset, layer_path)["moments"]

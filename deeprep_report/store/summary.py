@@ -19,9 +19,10 @@ import numpy as np
 from deeprep_report.store.runfolder import write_atomic
 
 SCHEMA_ID = "deeprep-summary"
-SCHEMA_VERSION = 4
-#: Versions this tool can still read (render): 1 lacks the depth analysis, 2 the checks, 3 the analysis views.
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+#: Versions this tool can still read (render): 1 lacks the depth analysis, 2 the checks, 3 the analysis views,
+#: 4 the masks and token analysis of sequence models.
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 NONFINITE_NOTE = "NaN and +/-Infinity are written as null"
 
 

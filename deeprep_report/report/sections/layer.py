@@ -10,6 +10,7 @@ import numpy as np
 from deeprep_report.report import figures
 from deeprep_report.report.context import ReportContext, Shown
 from deeprep_report.report.formatting import number, percent
+from deeprep_report.report.sections import tokens
 from deeprep_report.store import read_rows
 
 HEATMAP_UNITS = 64
@@ -37,8 +38,13 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
         heatmap = _heatmap(ctx, pair, layer, group, ranked, where)
     architecture = {row["path"]: row for m in ctx.summary["models"] if m["name"] == model for row in m["layers"]}
     inherited = bool(architecture.get(path, {}).get("activation_inherited"))
+    exemplars = _exemplars(ctx, pair, layer, group, ranked, where)
+    sequence = pair.get("tokens") is not None
     return {**layer, "id": anchor, "inherited": inherited, "stats_rows": _stats_rows(layer), "units_figure": units,
-            "gallery": gallery, "heatmap": heatmap, "exemplars": _exemplars(ctx, pair, layer, group, ranked, where)}
+            "gallery": gallery, "heatmap": heatmap, "exemplars": exemplars,
+            "contexts": tokens.contexts(ctx, pair, layer, ranked) if sequence else None,
+            "nearest": tokens.nearest_tokens(ctx, pair, layer) if sequence else None,
+            "text_exemplars": _text_exemplars(ctx, pair, layer, group, ranked) if sequence and not exemplars else None}
 
 
 def _gallery(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any, ranked: np.ndarray,
@@ -105,6 +111,30 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
         f"Each row: a unit (highest standard deviation first) and the {settings.k} samples, of all "
         f"{pair['n_samples']}, with the largest pooled activation, largest first; the number is that "
         "activation, then the class.", lambda: figures.exemplars(rows))
+
+
+def _text_exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any,
+                    ranked: np.ndarray) -> list[dict[str, Any]] | None:
+    """Per shown unit, the k sequences with the largest pooled activation (mean over real tokens), as text."""
+    if layer["kind"] == "scalar":
+        return None
+    settings = ctx.settings.exemplars
+    units = ranked[: settings.units]
+    top, values = _top_rows(group["pooled"], units, settings.k)
+    texts = (ctx.text(pair["dataset"]) or {}).get("texts")
+    ids = ctx.tokens(pair["model"], pair["dataset"])
+    labels = ctx.labels(pair["dataset"])
+    dataset = ctx.datasets[pair["dataset"]]
+
+    def text_of(row: int) -> str:
+        if texts is not None:
+            return texts[row]
+        return " ".join(tokens.token_strings(ctx, pair, ids["ids"][row][ids["mask"][row]]))
+
+    return [{"unit": int(unit), "rows": [{"value": number(float(v)), "text": text_of(int(r)),
+                                          "label": ctx.class_name(dataset, labels, int(r))}
+                                         for r, v in zip(top[i], values[i]) if np.isfinite(v)]}
+            for i, unit in enumerate(units)]
 
 
 def _rank_units(std: np.ndarray) -> np.ndarray:

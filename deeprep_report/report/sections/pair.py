@@ -8,7 +8,7 @@ from typing import Any
 from deeprep_report.config.selectors import select
 from deeprep_report.report import figures
 from deeprep_report.report.context import ReportContext, Shown
-from deeprep_report.report.sections import analysis, layer
+from deeprep_report.report.sections import analysis, layer, tokens
 
 
 def build(ctx: ReportContext, index: int, pair: dict[str, Any]) -> dict[str, Any]:
@@ -21,6 +21,7 @@ def build(ctx: ReportContext, index: int, pair: dict[str, Any]) -> dict[str, Any
     depth_analysis = analysis.build(ctx, pair_id, pair, twin, shown) if pair.get("analysis") else None
     return {**pair, "id": pair_id, "title": f"{pair['model']} × {pair['dataset']}",
             "depth": _depth(ctx, pair, names, twin), "analysis": depth_analysis, "layers": layers,
+            "tokens_section": tokens.build(ctx, pair_id, pair, twin),
             "baseline": twin["model"] if twin else None,
             "hidden": [name for name in names if name not in shown]}
 
