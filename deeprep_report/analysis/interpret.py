@@ -50,6 +50,11 @@ def probes(names: Sequence[str], accuracies: Sequence[float | None], chance: flo
     kind = shape(values)
     chance_text = f" (chance: {chance:.2f})" if chance is not None else ""
     input_text = f" The input {input_basis} themselves give {reference:.2f}." if reference is not None else ""
+    if kind == "flat" and max(values) - min(values) >= FLAT:  # the ends agree, a layer between does not
+        low, high = values.index(min(values)), values.index(max(values))
+        return (f"Probe accuracy is {values[0]:.2f} at {names[0]} and {values[-1]:.2f} at {names[-1]}{chance_text}, "
+                f"but not in between: lowest at {names[low]} ({values[low]:.2f}), highest at {names[high]} "
+                f"({values[high]:.2f}).{input_text}")
     if kind == "flat":
         return (f"Probe accuracy stays between {min(values):.2f} and {max(values):.2f} from {names[0]} to {names[-1]}"
                 f"{chance_text}: depth does not change how linearly separable the classes are.{input_text}")

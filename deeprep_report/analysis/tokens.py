@@ -80,7 +80,7 @@ def token_tasks(tokens: dict[str, Any], text: dict[str, Any], identity_types: in
     }
     if vocabulary is not None and any(token.startswith("##") for token in vocabulary[: 5000]):
         tasks["word_start"] = (word_starts(vocabulary, current).astype(np.int64),
-                               "whether the token starts a word (not a ## continuation piece)")
+                               "whether the token starts a word, not a ## continuation piece")
     for name, values in (text.get("token_labels") or {}).items():
         tasks[name] = (np.asarray(values)[sample, position].astype(np.int64), f"the dataset's token label {name!r}")
     out = {}

@@ -23,7 +23,8 @@ class TopContexts:
         self.windows = np.zeros((0, units, 2 * window + 1), dtype=np.float32)
 
     def update(self, start: int, activations: np.ndarray, mask: np.ndarray) -> None:
-        """Fold a batch (B, T, C) whose real tokens are ``mask`` (B, T) in."""
+        """Fold a batch (B, T, C) in; ``mask`` (B, T) marks the tokens that may be a top position and be shown
+        in a window (real tokens; the caller leaves out special ones such as [CLS])."""
         batch, length, units = activations.shape
         scores = np.where(mask[:, :, None] & np.isfinite(activations), activations, -np.inf).reshape(-1, units)
         take = min(self.k, len(scores))

@@ -97,7 +97,7 @@ class _Fold:
                 continue
             mask = self.tokens.batch_mask(start, len(activations))
             pooled = accumulator.update(activations, mask)
-            self.contexts[path].update(start, activations, mask)
+            self.contexts[path].update(start, activations, self.tokens.batch_content(start, len(activations)))
             rows, where = self.tokens.batch_positions(start, len(activations))
             token_rows = (rows, view.rows(activations[where[:, 0], where[:, 1]]))
             jobs.append((writer, pooled, keep, view.apply_sequence(activations, mask, pooled), token_rows))

@@ -30,6 +30,7 @@ class PairTokens:
     mask: np.ndarray  # (N, T) bool, True at real tokens
     source: str  # where the mask comes from
     positions: np.ndarray  # (n, 2) int64 (sample, position) of real, non-special tokens, sorted
+    content: np.ndarray | None = None  # (N, T) bool: real tokens that are not special ([CLS], [SEP]); None: mask
 
     @property
     def length(self) -> int:
@@ -37,6 +38,10 @@ class PairTokens:
 
     def batch_mask(self, start: int, size: int) -> np.ndarray:
         return self.mask[start : start + size]
+
+    def batch_content(self, start: int, size: int) -> np.ndarray:
+        """Real, non-special tokens of a batch: where top contexts are looked for ([CLS] is real but no word)."""
+        return (self.content if self.content is not None else self.mask)[start : start + size]
 
     def batch_positions(self, start: int, size: int) -> tuple[slice, np.ndarray]:
         """(rows of ``positions`` in this batch, their (sample - start, position))."""
@@ -83,7 +88,8 @@ def pair_tokens(graph: Any, dataset: Dataset, rows: np.ndarray, binding: dict[st
         raise TokenError(f"row {int(rows[empty[0]])} of array {array!r} has no real token (all padding; mask from "
                          f"{source})")
     specials = set(text.special_ids) if text is not None else set()
-    return PairTokens(array, ids, mask, source, sample_positions(mask, ids, specials, samples, seed))
+    content = mask & ~np.isin(ids, list(specials)) if specials else None
+    return PairTokens(array, ids, mask, source, sample_positions(mask, ids, specials, samples, seed), content)
 
 
 def _mask(graph: Any, dataset: Dataset, rows: np.ndarray, binding: dict[str, str], array: str, ids: np.ndarray,

@@ -112,7 +112,9 @@ def contexts(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], ra
                 if not tokens["mask"][sample][at]:
                     continue
                 alpha = float(np.clip(activation / top, 0, 1)) if top > 0 and np.isfinite(activation) else 0.0
-                cells.append({"text": text, "alpha": f"{alpha:.2f}", "centre": at == position,
+                glued = text.startswith("##") and len(text) > 2  # a WordPiece continuation joins its word
+                cells.append({"text": text[2:] if glued else text, "glue": glued, "alpha": f"{alpha:.2f}",
+                              "centre": at == position,
                               "value": number(float(activation)) if np.isfinite(activation) else "n/a"})
             rows.append({"value": number(float(values[j])), "sample": sample, "tokens": cells,
                          "label": ctx.class_name(dataset, labels, sample)})
