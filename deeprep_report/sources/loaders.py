@@ -105,7 +105,7 @@ def _pick_arrays(
     elif isinstance(spec.x, str):
         inputs = [spec.x]
     else:
-        side = {label_name, spec.mask, spec.vocabulary, *spec.token_labels}  # the text arrays that are not inputs
+        side = {label_name, spec.vocabulary, *spec.token_labels}  # text arrays that are not inputs (a mask may be)
         inputs = [name for name in shapes if name not in side]
     for name in inputs:
         if name not in shapes:
