@@ -171,9 +171,11 @@ def test_token_analysis_contexts_and_bag_of_tokens_input(tmp_path):
     assert tokens["layers"] == ["emb", "lstm", "bigru"] and tokens["tokens"] == 400
     identity = tokens["tasks"]["identity"]
     assert identity["accuracy"][0] > 3 * identity["chance"]  # an embedding is a lookup table of types
-    for entry in tokens["tasks"].values():
-        for accuracy, control, selectivity in zip(entry["accuracy"], entry["control"], entry["selectivity"]):
-            assert selectivity == pytest.approx(accuracy - control)
+    assert identity["control"] == [None] * 3 and identity["selectivity"] == [None] * 3  # no control for identity
+    for name, entry in tokens["tasks"].items():
+        if name != "identity":
+            for accuracy, control, selectivity in zip(entry["accuracy"], entry["control"], entry["selectivity"]):
+                assert selectivity == pytest.approx(accuracy - control)
     with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
         rows = store.file["datasets/d/index"][()]
         x = data["x"][rows]
@@ -221,6 +223,12 @@ def test_control_task_is_a_function_of_the_token_type():
     ({"path": "texts.csv", "tokenizer": {"kind": "byte"}, "sequence_length": 8}, {"texts.csv": "body,label\nx,1\n"},
      "datasets[0].path: 'texts.csv': no column 'text' (columns: 'body', 'label'); name it with text_field"),
     ({"path": "texts.txt"}, {"texts.txt": "one\n"}, "datasets[0]: text needs a tokenizer and a sequence_length"),
+    ({"path": "texts.txt", "tokenizer": {"kind": "byte"}, "sequence_length": 8, "pad_id": 0}, {"texts.txt": "a\n"},
+     "datasets[0]: pad_id applies to token arrays (.npz, .h5), not to text, whose tokenizer pads"),
+    ({"path": "texts.txt", "tokenizer": {"kind": "byte"}, "sequence_length": 8, "text_field": "body"},
+     {"texts.txt": "a\n"}, "datasets[0]: text_field applies to .jsonl and .csv files"),
+    ({"path": "texts.txt", "tokenizer": {"kind": "byte", "path": "vocab.txt"}, "sequence_length": 8},
+     {"texts.txt": "a\n"}, "datasets[0].tokenizer: path applies to wordpiece and preset tokenizers, not to 'byte'"),
 ])
 def test_bad_text_input_is_one_line(tmp_path, capsys, dataset, files, message):
     for name, content in files.items():
@@ -247,6 +255,62 @@ def test_id_beyond_the_vocabulary_and_wrong_mask_shape(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"datasets[0].mask: array 'mask' has shape (45, {T + 1}), but the token ids 'x' have shape "
                         f"(45, {T}); expected one value per token"), err
+
+
+def test_settings_that_would_be_ignored_are_refused(tmp_path, capsys):
+    data = token_data()
+    pipeline = setup(tmp_path, conv_model(), data, sequence_length=8)
+    assert run(pipeline) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "datasets[0]: sequence_length applies to text; token arrays keep their own length")
+
+
+def test_padding_mask_input_must_be_zero_or_one(tmp_path, capsys):
+    ids = keras.Input((T,), dtype="int32", name="token_ids")
+    padding = keras.Input((T,), dtype="int32", name="padding_mask")
+    h = layers.Embedding(V, 4, name="emb")(ids)
+    model = keras.Model({"token_ids": ids, "padding_mask": padding}, layers.GlobalAveragePooling1D()(h))
+    data = token_data()
+    arrays = {"token_ids": data["x"], "padding_mask": (data["x"] != 0).astype(np.int32) * 2, "y": data["y"]}
+    pipeline = setup(tmp_path, model, arrays)
+    assert run(pipeline) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "dataset 'd' with model 'm': array 'padding_mask' (padding_mask) must hold 0 (padding) and 1 (real token) "
+        "only")
+    arrays["padding_mask"] //= 2
+    np.savez(tmp_path / "tokens.npz", **arrays)
+    assert run(pipeline, "--set", "analysis.enabled=false") == 0
+    with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
+        tokens = store.tokens("m", "d")
+        assert tokens["source"] == "input padding_mask (array 'padding_mask')"
+        np.testing.assert_array_equal(tokens["mask"], arrays["padding_mask"][store.file["datasets/d/index"][()]] == 1)
+
+
+def test_hdf5_token_arrays_with_a_vocabulary_of_bytes(tmp_path):
+    import h5py
+
+    data = token_data()
+    recurrent_model().save(tmp_path / "model.keras")
+    with h5py.File(tmp_path / "tokens.h5", "w") as handle:
+        handle["x"], handle["y"] = data["x"], data["y"]
+        handle["vocabulary"] = np.array([f"w{i}".encode() for i in range(V)])
+    pipeline = write_pipeline(tmp_path, {"run": {"name": "t"}, "models": [{"name": "m", "path": "model.keras"}],
+                                         "datasets": [{"name": "d", "path": "tokens.h5", "pad_id": 0,
+                                                       "vocabulary": "vocabulary"}]})
+    assert run(pipeline, "--set", "analysis.enabled=false") == 0
+    with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
+        assert store.text("d")["vocabulary"][:3] == ["w0", "w1", "w2"]
+    assert "w1" in (tmp_path / "outputs/t/report.html").read_text(encoding="utf-8")
+
+
+def test_byte_and_codepoint_tokenizers_keep_case_and_every_code_point_when_asked():
+    from deeprep_report.sources.tokenizers import load_tokenizer
+
+    arrays = load_tokenizer("codepoint", lowercase=False).encode(["AbC 猫😀"], 10)
+    assert arrays.token_ids[0, :6].tolist() == [ord(c) for c in "AbC 猫😀"]
+    assert arrays.vocabulary[ord("😀")] == "😀" and arrays.padding_mask[0].sum() == 6
+    assert load_tokenizer("byte", lowercase=False).encode(["Ab"], 4).token_ids[0].tolist() == [65, 98, 0, 0]
+    assert load_tokenizer("byte").encode(["Ab"], 4).token_ids[0].tolist() == [97, 98, 0, 0]
 
 
 def test_a_sample_of_padding_only_is_refused(tmp_path, capsys):
@@ -292,7 +356,7 @@ def test_pretrained_minilm_sequence_output_equals_keras_hub(tmp_path):
         np.testing.assert_allclose(store.layer_group("minilm", "s", "pooled_dense")["pooled"][()],
                                    np.asarray(expected["pooled_output"]), rtol=1e-4, atol=1e-4)
         assert store.tokens("minilm", "s")["source"] == "data: the preset tokenizer's padding"
-        assert store.text("s")["texts"] == SENTENCES
+        assert store.texts("s", np.arange(len(SENTENCES))) == SENTENCES
         real = np.asarray(expected["sequence_output"])[mask.astype(bool)]
         np.testing.assert_allclose(store.moments("minilm", "s", "transformer_layer_5").mean, real.mean(axis=0),
                                    rtol=1e-4, atol=1e-5)

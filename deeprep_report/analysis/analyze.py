@@ -91,8 +91,8 @@ def _tokens(store: StoreReader, model: str, dataset: str) -> dict[str, Any] | No
     tokens = store.tokens(model, dataset)
     if tokens is None:
         return None
-    return {"array": tokens["array"], "length": int(tokens["ids"].shape[1]), "real_fraction": float(tokens["mask"].mean()),
-            "mask_source": tokens["source"], "sampled": int(len(tokens["positions"]))}
+    return {"array": tokens["array"], "length": tokens["length"], "real_fraction": float(tokens["mask"].mean()),
+            "mask_source": tokens["source"], "sampled": tokens["sampled"]}
 
 
 def _layer(store: StoreReader, model: str, dataset: str, path: str) -> dict[str, Any]:

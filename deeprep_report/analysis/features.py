@@ -40,7 +40,8 @@ class Layer:
             return f"bag of tokens ({wide:,} types" + (f", count-sketched to {dims:,})" if dims < wide else ")")
         sequence = {value: key for key, value in SEQUENCE.items()}
         if method in sequence:
-            return f"{sequence[method]} of the real tokens ({wide:,} values)"
+            return f"{sequence[method]} of the real tokens ({wide:,} values" + (
+                f", count-sketched to {dims:,})" if dims < wide else ")")
         if method == "count_sketch":
             return f"count sketch {wide:,} → {dims:,}"
         return f"whole ({wide:,} values)"
@@ -137,7 +138,7 @@ class Rows:
 def _input_layer(store: StoreReader, model: str, dataset: str) -> Layer | None:
     group = store.file[f"datasets/{h5_name(dataset)}"]
     binding = store.json_attr(pair_key(model, dataset), "binding")
-    tokens = store.tokens(model, dataset)
+    tokens = store.tokens(model, dataset, arrays=False)
     arrays = [tokens["array"]] if tokens is not None else list(binding.values())  # not the mask, not segment ids
     names = [h5_name(array) for array in arrays]
     if "views" in group and all(name in group["views"] for name in names):

@@ -208,20 +208,28 @@ def paragraph(analysis: dict[str, Any], baseline_analysis: dict[str, Any] | None
 
 
 def token_sentences(tokens: dict[str, Any] | None) -> list[str]:
-    """What each depth encodes about a token: per task, where selectivity (accuracy − control) peaks."""
+    """What each depth encodes about a token: per task, the layer where it is most decodable, against its control
+    task there (selectivity = accuracy − control), and the last layer."""
     if not tokens:
         return []
     names = tokens["layers"]
     out = []
     for task, entry in tokens["tasks"].items():
-        measured = [(a, c) for a, c in zip(entry.get("accuracy") or [], entry.get("control") or [])]
-        kept = [(n, a, c) for n, (a, c) in zip(names, measured) if a is not None and c is not None]
+        controls = entry.get("control") or [None] * len(names)
+        kept = [(n, a, c) for n, a, c in zip(names, entry.get("accuracy") or [], controls) if a is not None]
         if not kept:
             continue
         name, accuracy, control = max(kept, key=lambda item: item[1])
-        last = kept[-1]
-        ending = "" if last[0] == name else f"; at {last[0]}, {last[1]:.2f} (selectivity {last[1] - last[2]:+.2f})"
-        out.append(f"Token probe {task} ({entry['description']}): most decodable at {name}, accuracy {accuracy:.2f} "
-                   f"against {control:.2f} on its control task (selectivity {accuracy - control:+.2f}; chance "
-                   f"{entry['chance']:.2f}){ending}.")
+        out.append(f"Token probe {task} ({entry['description']}): most decodable at {name}, accuracy "
+                   f"{accuracy:.2f}{_against(accuracy, control)} (chance {entry['chance']:.2f})"
+                   + ("" if kept[-1][0] == name else f"; at {kept[-1][0]}, {kept[-1][1]:.2f}"
+                      f"{_against(kept[-1][1], kept[-1][2], short=True)}") + ".")
     return out
+
+
+def _against(accuracy: float, control: float | None, short: bool = False) -> str:
+    if control is None:
+        return ""
+    if short:
+        return f" (selectivity {accuracy - control:+.2f})"
+    return f" against {control:.2f} on its control task (selectivity {accuracy - control:+.2f})"

@@ -68,7 +68,8 @@ def analyze_pair(store: StoreReader, model: str, dataset: str, settings: Analysi
     if settings.cka.enabled:
         result["cka"] = families.timed("cka", lambda: _cka_block(features, rows, all_rows, stack, estimator, settings,
                                                                  seed, len(stack_rows)))
-    result["tokens"] = families.timed("tokens", lambda: tokens.analyze_tokens(store, model, dataset, settings, seed))
+    result["tokens"] = families.timed("tokens", lambda: tokens.analyze_tokens(store, model, dataset, settings, seed,
+                                                                              result["notes"]))
     families.finish()
     log.info("depth analysis %s × %s: %s", model, dataset,
              ", ".join(f"{family} {result['seconds'][family]:.1f} s" for family in FAMILIES))

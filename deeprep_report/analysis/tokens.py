@@ -8,9 +8,11 @@ rows, per layer:
   gives without annotation — the token's identity among the most frequent
   types, the previous token's identity (needs context), its relative position
   in the sequence, whether it starts a word (WordPiece) — and the dataset's
-  own per-token labels. Each task has a *control task* (Hewitt & Liang 2019):
-  the same probe on a label drawn at random once per token *type*, with the
-  task's label frequencies; **selectivity = task accuracy − control accuracy**.
+  own per-token labels. Each task but identity has a *control task* (Hewitt &
+  Liang 2019): the same probe on a label drawn at random once per token
+  *type*, with the task's label frequencies; **selectivity = task accuracy −
+  control accuracy**. (Identity's control would be a coarsening of the task
+  itself: it has none, and no selectivity.)
   A layer that merely memorises types scores high on both; selectivity is what
   the layer encodes beyond the token's type. The split is by sequence, so no
   sequence has tokens on both sides.
@@ -33,18 +35,28 @@ MIN_TOKENS = 50
 POSITION_BINS = 4
 
 
-def analyze_tokens(store: StoreReader, model: str, dataset: str, settings: AnalysisSection,
-                   seed: int) -> dict[str, Any] | None:
-    """The token-level results of one pair (summary.json ``analysis.tokens``), or None for non-sequence pairs."""
+def analyze_tokens(store: StoreReader, model: str, dataset: str, settings: AnalysisSection, seed: int,
+                   notes: list[str]) -> dict[str, Any] | None:
+    """The token-level results of one pair (summary.json ``analysis.tokens``), or None for non-sequence pairs;
+    what could not be computed goes to ``notes``."""
     tokens = store.tokens(model, dataset)
     layers = [path for path in store.layers(model, dataset) if store.token_view(model, dataset, path) is not None]
-    if tokens is None or not layers or len(tokens["positions"]) < MIN_TOKENS:
+    if tokens is None or not layers:
         return None
+    if len(tokens["positions"]) < MIN_TOKENS:
+        notes.append(f"only {len(tokens['positions'])} real tokens sampled: no token-level analysis")
+        return None
+    views = [np.asarray(store.token_view(model, dataset, path)[()], dtype=np.float64) for path in layers]
+    finite = np.logical_and.reduce([np.isfinite(view).all(axis=1) for view in views])
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} sampled tokens with NaN/Inf in some sequence layer are left out of the "
+                     "token-level analysis")
+        tokens = {**tokens, "positions": tokens["positions"][finite]}
+        views = [view[finite] for view in views]
     text = store.text(dataset) or {}
     tasks = token_tasks(tokens, text, settings.tokens.identity_types, seed)
     samples = tokens["positions"][:, 0]
     train, test = _split_by_sequence(samples, settings.probes.test_fraction, seed)
-    views = [np.asarray(store.token_view(model, dataset, path)[()], dtype=np.float64) for path in layers]
     result: dict[str, Any] = {"layers": layers, "tokens": int(len(samples)), "sequences": int(len(np.unique(samples))),
                               "mask_source": str(tokens.get("source", "")), "tasks": {}, "cka": None,
                               "effective_rank": None, "cka_with_random": None}
@@ -85,7 +97,8 @@ def token_tasks(tokens: dict[str, Any], text: dict[str, Any], identity_types: in
         tasks[name] = (np.asarray(values)[sample, position].astype(np.int64), f"the dataset's token label {name!r}")
     out = {}
     for name, (labels, description) in tasks.items():
-        control = control_labels(current, labels, seed)
+        # identity has no control task: one label per type *is* the task, so its control is a coarsening of it
+        control = None if name == "identity" else control_labels(current, labels, seed)
         out[name] = {"labels": labels, "control": control, "description": description}
     return out
 
@@ -128,7 +141,8 @@ def _probe_task(task: dict[str, Any], views: list[np.ndarray], train: np.ndarray
         return None if result is None else result.accuracy
 
     for view in views:
-        measured, controlled = accuracy(view, labels), accuracy(view, control)
+        measured = accuracy(view, labels)
+        controlled = accuracy(view, control) if control is not None else None
         entry["accuracy"].append(measured)
         entry["control"].append(controlled)
         entry["selectivity"].append(None if measured is None or controlled is None else measured - controlled)

@@ -16,6 +16,7 @@ import numpy as np
 from deeprep_report.analysis.cka import choose_estimator, linear_cka, sample_rows
 from deeprep_report.config import LAYER_STATISTICS, AnalysisSection
 from deeprep_report.errors import UserError
+from deeprep_report.stats.views import ViewSpec
 from deeprep_report.store import Baseline, StoreReader, audited_pairs, data_difference, h5_name
 
 
@@ -80,8 +81,10 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
     probes_then = _probes(reference)
     layers = []
     channel_means, on_tokens = [], []
+    same_tokens = _same_token_sample(old, reference, store, current)
+    remasked = [path for path in shared if old_layers[path].get("masked") != new_layers[path].get("masked")]
     for path in shared:
-        x, y = _token_views(old, reference, store, current, path)
+        x, y = _token_views(old, reference, store, current, path) if same_tokens else (None, None)
         if x is not None:
             on_tokens.append(path)
         else:
@@ -102,6 +105,9 @@ def _compare_pair(store: StoreReader, old: StoreReader, current: dict[str, Any],
              f"{', '.join(channel_means)}"] if channel_means else []
     if on_tokens:
         notes.append(f"sequence layers compared on the same sampled real tokens (token views): {', '.join(on_tokens)}")
+    if remasked:
+        notes.append("measured on real tokens in one run and on every position in the other (a mask was added or "
+                     f"removed), so their statistics differ by construction: {', '.join(remasked)}")
     return {"model": current["model"], "dataset": current["dataset"], "baseline_model": reference["model"],
             "layers": layers, "notes": notes,
             "unmatched": {"baseline_only": [p for p in old_layers if p not in new_layers],
@@ -126,11 +132,19 @@ def _token_views(old: StoreReader, reference: dict[str, Any], store: StoreReader
     now = store.token_view(current["model"], current["dataset"], path)
     if then is None or now is None or then.shape != now.shape:
         return None, None
-    positions_then = old.tokens(reference["model"], reference["dataset"])["positions"]
-    positions_now = store.tokens(current["model"], current["dataset"])["positions"]
-    if not np.array_equal(positions_then, positions_now):
+    spec_then, spec_now = (ViewSpec.from_attrs(dict(s.layer_group(p["model"], p["dataset"], path).attrs))
+                           for s, p in ((old, reference), (store, current)))
+    if spec_now is None or not spec_now.comparable(spec_then):
         return None, None
     return then[()].astype(np.float64), now[()].astype(np.float64)
+
+
+def _same_token_sample(old: StoreReader, reference: dict[str, Any], store: StoreReader,
+                       current: dict[str, Any]) -> bool:
+    """Whether both runs stored their sequence layers at the same token positions (read once per pair)."""
+    then = old.tokens(reference["model"], reference["dataset"])
+    now = store.tokens(current["model"], current["dataset"])
+    return then is not None and now is not None and np.array_equal(then["positions"], now["positions"])
 
 
 def _cka(x: np.ndarray, y: np.ndarray, settings: AnalysisSection) -> float | None:

@@ -94,6 +94,10 @@ class TokenizerSpec(Strict):
     def _path_when_needed(self) -> "TokenizerSpec":
         if self.kind in ("wordpiece", "preset") and not self.path:
             raise ValueError(f"tokenizer kind {self.kind!r} needs a path")
+        if self.kind in ("byte", "codepoint") and self.path:
+            raise ValueError(f"path applies to wordpiece and preset tokenizers, not to {self.kind!r}")
+        if self.kind == "preset" and not self.lowercase:
+            raise ValueError("lowercase applies to wordpiece, byte and codepoint; a preset's tokenizer keeps its own")
         return self
 
 
@@ -157,12 +161,29 @@ class DatasetSpec(Strict):
             raise ValueError("text needs a tokenizer and a sequence_length")
         if not text and self.tokenizer is not None:
             raise ValueError("tokenizer applies only to text (.txt, .jsonl, .csv or builtin docstrings)")
+        self._only_where_it_applies(text)
         if self.mask is not None and self.pad_id is not None:
             raise ValueError("give mask or pad_id, not both")
         if self.name is None:
             source = self.builtin or str(self.path)
             self.name = re.split(r"[/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "dataset"
         return self
+
+
+    def _only_where_it_applies(self, text: bool) -> None:
+        """A key that would be accepted and ignored is refused (nothing silent). Compared with the defaults, not
+        with the keys given: the resolved pipeline.yaml of a run folder spells every default out."""
+        defaults = {name: field.get_default(call_default_factory=True) for name, field in type(self).model_fields.items()}
+        given = {name for name in defaults if getattr(self, name) != defaults[name]}
+        arrays = [k for k in ("mask", "pad_id", "vocabulary", "token_labels") if k in given]
+        if text and arrays:
+            raise ValueError(f"{arrays[0]} applies to token arrays (.npz, .h5), not to text, whose tokenizer pads")
+        fields = [k for k in ("text_field", "label_field") if k in given]
+        jsonl_or_csv = str(self.path or "").lower().endswith((".jsonl", ".csv"))
+        if fields and not jsonl_or_csv:
+            raise ValueError(f"{fields[0]} applies to .jsonl and .csv files")
+        if not text and self.sequence_length is not None:
+            raise ValueError("sequence_length applies to text; token arrays keep their own length")
 
 
 class StoreSection(Strict):
@@ -263,7 +284,8 @@ class TokenSection(Strict):
                             "the first or last real token.")
     samples: int = Field(4000, ge=100, description="Real token positions sampled (seeded) for token-level analysis.")
     identity_types: int = Field(
-        16, ge=2, le=64, description="Token-identity probe: the most frequent token types (others not sampled).")
+        16, ge=2, le=64, description="Token-identity probes: the most frequent token types (tokens of other types "
+                                     "are not part of those tasks).")
     contexts: int = Field(6, ge=1, le=20, description="Top-activating token positions kept per unit.")
     window: int = Field(6, ge=1, le=32, description="Tokens of context kept on each side of a top position.")
 

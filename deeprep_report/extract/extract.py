@@ -53,6 +53,8 @@ def pair_cache_key(pair: Pair, pipeline: Any) -> str:
     settings = {"store": pipeline.store.model_dump(mode="json"), "stats": pipeline.stats.model_dump(mode="json"),
                 "view": pipeline.analysis.view.model_dump(mode="json"),
                 "tokens": pipeline.analysis.tokens.model_dump(mode="json"), "tool_version": __version__}
+    if pair.tokens is not None:  # the mask and token sample (data settings, seed) shape every stored array
+        settings["tokens_digest"] = pair.tokens.digest()
     return cache.cache_key(pair.model.loaded.fingerprint, pair.data.fingerprint, pair.data.rows,
                            [info.path for info in pair.model.selected], pair.binding, settings)
 

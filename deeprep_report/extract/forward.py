@@ -107,7 +107,7 @@ class _Fold:
         """The accumulator and view of a layer, from its first batch (when its shape is known)."""
         accumulator = self.accumulators[path] = _accumulator(activations, self.infos[path].activation, self.stats)
         shape = self.shapes[path] = tuple(activations.shape[1:])
-        if self.tokens is not None and len(shape) == 2 and shape[0] == self.tokens.length:
+        if self.tokens is not None and token_aligned(shape, self.tokens, path):
             settings = self.token_settings
             self.views[path] = LayerView.of_sequence(shape[1], settings.sequence_view, self.view_settings)
             self.contexts[path] = TopContexts(shape[1], settings.contexts, settings.window)
@@ -134,9 +134,22 @@ class _Fold:
             return {"masked": True, "mask_source": self.tokens.source,
                     "sequence_view": self.token_settings.sequence_view}
         shape = self.shapes[path]
-        why = (f"its positions ({shape[0]}) are not the {self.tokens.length} tokens" if len(shape) == 2
-               else "one vector per sequence (the model pooled or summarised the tokens itself)")
+        if path not in self.tokens.downstream:
+            why = "not computed from the tokens"
+        elif len(shape) >= 2 and shape[0] == self.tokens.length:
+            why = (f"output {shape} per sample: only (tokens, units) outputs are masked; every position of this one "
+                   "counts")
+        elif len(shape) >= 2:
+            why = f"its {shape[0]} positions are not the {self.tokens.length} tokens"
+        else:
+            why = "one vector per sequence (the model pooled or summarised the tokens itself)"
         return {"masked": False, "mask_note": why}
+
+
+def token_aligned(shape: tuple[int, ...], tokens: Any, path: str) -> bool:
+    """Whether a layer's output (T, C) per sample has the tokens as positions and is computed from them: then
+    it is measured on real tokens only."""
+    return len(shape) == 2 and shape[0] == tokens.length and path in tokens.downstream
 
 
 def compile_forward(tap_model: Any, inputs: Any, pair: Pair) -> Forward:
@@ -227,7 +240,7 @@ class _InputStore:
                 self.datasets[name] = store.create(f"{self.key}/inputs/{h5_name(name)}", (len(data.rows), *info.shape),
                                                    store.stored_dtype(info.dtype))
             if self.tokens is not None and name == self.tokens.array:
-                types = int(self.tokens.ids.max()) + 1
+                types = self.tokens.vocabulary_size
                 self.bag = ViewSpec(BAG, types, min(types, views.dims), views.seed)
                 view, spec = None, self.bag
             else:

@@ -6,7 +6,7 @@ import numpy as np
 
 from deeprep_report.config.sections import ViewSection
 from deeprep_report.extract import kernels
-from deeprep_report.stats.views import COUNT_SKETCH, POOLED, ViewSpec, sequence_view_spec, sketch_indices, view_spec
+from deeprep_report.stats.views import POOLED, ViewSpec, sequence_view_spec, sketch_indices, view_spec
 
 
 class LayerView:
@@ -16,7 +16,7 @@ class LayerView:
     def __init__(self, spec: ViewSpec, pick: str | None = None) -> None:
         self.spec = spec
         self.pick = pick  # sequence layers: which vector of the real tokens (mean, first, last)
-        self.indices = sketch_indices(spec) if spec.method == COUNT_SKETCH else None
+        self.indices = sketch_indices(spec) if spec.dims < spec.input_dims else None  # a count sketch
 
     @classmethod
     def of_sequence(cls, units: int, pick: str, settings: ViewSection) -> "LayerView":

@@ -64,18 +64,18 @@ class ReportContext:
         self._tokens: dict[tuple[str, str], Any] = {}
 
     def text(self, dataset: str) -> dict[str, Any] | None:
-        """A text dataset's vocabulary and texts (read once)."""
+        """A text dataset's vocabulary (read once); texts are read by row with :meth:`texts`."""
         if dataset not in self._text:
             self._text[dataset] = self.store.text(dataset)
         return self._text[dataset]
 
+    def texts(self, dataset: str, rows: Any) -> list[str] | None:
+        return self.store.texts(dataset, rows)
+
     def tokens(self, model: str, dataset: str) -> dict[str, Any] | None:
         """A sequence pair's token ids, mask and token sample (read once), with ``length``."""
         if (model, dataset) not in self._tokens:
-            tokens = self.store.tokens(model, dataset)
-            if tokens is not None:
-                tokens["length"] = int(tokens["ids"].shape[1])
-            self._tokens[(model, dataset)] = tokens
+            self._tokens[(model, dataset)] = self.store.tokens(model, dataset)
         return self._tokens[(model, dataset)]
 
     def audited_pairs(self) -> list[dict[str, Any]]:

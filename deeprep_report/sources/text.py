@@ -33,7 +33,7 @@ TOKENS, MASK, SEGMENTS = "token_ids", "padding_mask", "segment_ids"
 def text_file(config: Config, spec: DatasetSpec, path: Path, field_: str) -> ArrayDataset:
     """A .txt (one sample per non-empty line), .jsonl or .csv file, tokenised."""
     try:
-        if path.suffix.lower() == ".txt":
+        if path.suffix.lower() == ".txt":  # utf-8-sig below: a byte-order mark (Excel, Notepad) is not text
             texts, raw = _lines(path), None
         elif path.suffix.lower() == ".jsonl":
             texts, raw = _jsonl(path, spec)
@@ -86,12 +86,12 @@ class _BadRecord(ValueError):
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
 def _jsonl(path: Path, spec: DatasetSpec) -> tuple[list[str], list[Any] | None]:
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -105,7 +105,7 @@ def _jsonl(path: Path, spec: DatasetSpec) -> tuple[list[str], list[Any] | None]:
 
 
 def _csv(path: Path, spec: DatasetSpec) -> tuple[list[str], list[Any] | None]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or spec.text_field not in reader.fieldnames:
             columns = ", ".join(map(repr, reader.fieldnames or [])) or "none"
@@ -131,13 +131,33 @@ def _fields(records: list[tuple[int, dict]], spec: DatasetSpec, unit: str) -> tu
     return texts, (labels if with_label else None)
 
 
+def _token_array(spec: DatasetSpec, inputs: list[str], shapes: dict[str, tuple], read: Callable) -> str:
+    """The array of token ids: ``x`` when it names one, else the one 2-D integer input (``token_ids`` first)."""
+    if isinstance(spec.x, str):
+        return spec.x
+    candidates = [n for n in inputs if len(shapes[n]) == 2 and np.asarray(read(n)[:1]).dtype.kind in "iu"]
+    for name in (TOKENS, "x", *candidates):
+        if name in candidates:
+            return name
+    return TOKENS if TOKENS in inputs else "x"
+
+
+def _strings(config: Config, where: str, name: str, values: np.ndarray) -> list[str]:
+    """A 1-D array of strings (HDF5 and ``S`` arrays hold bytes: decoded as UTF-8)."""
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "USO":
+        raise config.error(f"{where}.vocabulary", f"array {name!r} must be a 1-D array of strings (id -> token), "
+                           f"got {values.dtype} {values.shape}")
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+
+
 def token_info(config: Config, spec: DatasetSpec, field_: str, inputs: list[str], shapes: dict[str, tuple],
                read: Callable[[str], np.ndarray]) -> TextInfo | None:
     """The text side of a token-array dataset, when its spec names a mask, pad id, vocabulary or token labels."""
     if spec.mask is None and spec.pad_id is None and spec.vocabulary is None and not spec.token_labels:
         return None
     where = field_.split(".")[0]
-    tokens = spec.x if isinstance(spec.x, str) else (TOKENS if TOKENS in inputs else "x")
+    tokens = _token_array(spec, inputs, shapes, read)
     if tokens not in shapes or len(shapes[tokens]) != 2:
         raise config.error(where, f"{spec.path!r}: token ids must be an array {tokens!r} of shape (N, T)")
     expected = shapes[tokens]
@@ -153,6 +173,6 @@ def token_info(config: Config, spec: DatasetSpec, field_: str, inputs: list[str]
         mask, source = read(spec.mask) != 0, f"array {spec.mask!r}"
     elif spec.pad_id is not None:
         mask, source = read(tokens) != spec.pad_id, f"pad_id {spec.pad_id}"
-    vocabulary = [str(v) for v in read(spec.vocabulary)] if spec.vocabulary else None
+    vocabulary = _strings(config, where, spec.vocabulary, read(spec.vocabulary)) if spec.vocabulary else None
     labels = {name: np.asarray(read(name), dtype=np.int64) for name in spec.token_labels}
     return TextInfo(tokens, mask, source, vocabulary, None, [spec.pad_id] if spec.pad_id is not None else [], labels)

@@ -67,8 +67,17 @@ class TextTokenizer:
                 row += [self.end_id] if self.end_id is not None else []
                 ids[start + offset, : len(row)] = row
                 mask[start + offset, : len(row)] = True
-        specials = sorted({i for i in (self.start_id, self.end_id, self.pad_id) if i is not None})
-        return TokenArrays(ids, mask, self.vocabulary, specials, int(truncated))
+        specials = sorted({i for i in (self.start_id, self.end_id) if i is not None}
+                          | ({self.pad_id} if self._pad_is_special() else set()))
+        vocabulary = self.vocabulary or [_codepoint_name(i) for i in range(int(ids.max()) + 1 if ids.size else 1)]
+        return TokenArrays(ids, mask, vocabulary, specials, int(truncated))
+
+    def _pad_is_special(self) -> bool:
+        """Whether the pad id is a token of its own ([PAD], byte 0), not a real token lent to padding."""
+        if self.kind in ("byte", "codepoint"):
+            return True
+        token = self.vocabulary[self.pad_id] if self.pad_id < len(self.vocabulary) else ""
+        return token.startswith("[") or token.startswith("<")
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         import tensorflow as tf
@@ -93,11 +102,11 @@ def load_tokenizer(kind: str, path: Path | None = None, lowercase: bool = True) 
     import keras_hub
 
     if kind == "byte":
-        return TextTokenizer(kind, keras_hub.tokenizers.ByteTokenizer(), [_byte_name(i) for i in range(256)],
-                             None, None, 0)
-    if kind == "codepoint":
-        tokenizer = keras_hub.tokenizers.UnicodeCodepointTokenizer(vocabulary_size=0x3000)
-        return TextTokenizer(kind, tokenizer, [_codepoint_name(i) for i in range(0x3000)], None, None, 0)
+        return TextTokenizer(kind, keras_hub.tokenizers.ByteTokenizer(lowercase=lowercase),
+                             [_byte_name(i) for i in range(256)], None, None, 0)
+    if kind == "codepoint":  # every code point its own id (no clamping); the vocabulary is cut to the ids seen
+        tokenizer = keras_hub.tokenizers.UnicodeCodepointTokenizer(lowercase=lowercase)
+        return TextTokenizer(kind, tokenizer, [], None, None, 0)
     if path is None:
         raise ValueError(f"tokenizer kind {kind!r} needs a path")
     if kind == "wordpiece":
@@ -105,7 +114,7 @@ def load_tokenizer(kind: str, path: Path | None = None, lowercase: bool = True) 
             raise ValueError(f"no vocabulary file {str(path)!r}")
         vocabulary = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocabulary, lowercase=lowercase)
-        pad = vocabulary.index("[PAD]") if "[PAD]" in vocabulary else 0
+        pad = vocabulary.index("[PAD]") if "[PAD]" in vocabulary else 0  # without one, 0 (the mask says padding)
         return TextTokenizer(kind, tokenizer, vocabulary, None, None, pad)
     if not path.is_dir():
         raise ValueError(f"no preset folder {str(path)!r}")

@@ -61,7 +61,8 @@ class ViewSpec:
         if self.method == COUNT_SKETCH or other.method == COUNT_SKETCH:
             return self == other
         if self.method in (*SEQUENCE.values(), BAG) or other.method in (*SEQUENCE.values(), BAG):
-            return self.method == other.method and self.input_dims == other.input_dims
+            same = self.method == other.method and self.input_dims == other.input_dims and self.dims == other.dims
+            return same and (self.dims == self.input_dims or self.seed == other.seed)  # a sketch: the same one
         return self.input_dims == other.input_dims  # flat and pooled are both the activation itself
 
 
@@ -73,10 +74,9 @@ def view_spec(flat_dims: int, dense: bool, dims: int, seed: int) -> ViewSpec:
 
 
 def sequence_view_spec(units: int, pick: str, dims: int, seed: int) -> ViewSpec:
-    """The view of a token-aligned sequence layer with ``units`` per token (sketched when wider than ``dims``)."""
-    if units > dims:
-        return ViewSpec(COUNT_SKETCH, units, dims, seed)
-    return ViewSpec(SEQUENCE[pick], units, units, seed)
+    """The view of a token-aligned sequence layer with ``units`` per token (count-sketched to ``dims`` when wider:
+    ``dims < input_dims`` says so, as for the bag of tokens)."""
+    return ViewSpec(SEQUENCE[pick], units, min(units, dims), seed)
 
 
 def bag_of_tokens(ids: np.ndarray, mask: np.ndarray, spec: ViewSpec) -> np.ndarray:

@@ -75,6 +75,11 @@ def _read_attrs(node: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
+def _strings(values: np.ndarray) -> list[str]:
+    """UTF-8 strings of an HDF5 string array; a damaged byte becomes U+FFFD (a run folder is untrusted input)."""
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+
+
 def read_rows(dataset: Any, rows: np.ndarray | slice) -> np.ndarray:
     """Rows of an HDF5 dataset in the given order (h5py wants increasing, unique indices)."""
     if isinstance(rows, slice):
@@ -261,25 +266,35 @@ class StoreReader:
         spec = ViewSpec.from_attrs(_read_attrs(group))
         return (group["view"] if "view" in group else group["pooled"]), spec
 
-    def tokens(self, model: str, dataset: str) -> dict[str, Any] | None:
-        """A sequence pair's ids (N, T), mask (N, T) bool, positions (n, 2) and attributes; None otherwise."""
+    def tokens(self, model: str, dataset: str, arrays: bool = True) -> dict[str, Any] | None:
+        """A sequence pair's ids (N, T), mask (N, T) bool, positions (n, 2) and attributes (``arrays=False``: the
+        attributes, ``length`` and ``sampled`` only); None otherwise."""
         key = f"{pair_key(model, dataset)}/tokens"
         if key not in self.file:
             return None
         group = self.file[key]
-        return {"ids": group["ids"][()], "mask": group["mask"][()].astype(bool), "positions": group["positions"][()],
-                **_read_attrs(group)}
+        out = {**_read_attrs(group), "length": int(group["ids"].shape[1]), "sampled": int(group["positions"].shape[0])}
+        if arrays:
+            out.update(ids=group["ids"][()], mask=group["mask"][()].astype(bool), positions=group["positions"][()])
+        return out
 
     def text(self, dataset: str) -> dict[str, Any] | None:
-        """A text dataset's vocabulary and texts (None where unknown) and token labels; None for other data."""
+        """A text dataset's vocabulary (None when unknown), whether it has texts, and its token labels; None for
+        other data. Texts are read by row (:meth:`texts`): N strings need not be in memory."""
         key = f"datasets/{h5_name(dataset)}/text"
         if key not in self.file:
             return None
         group = self.file[key]
-        strings = {name: [v.decode() if isinstance(v, bytes) else str(v) for v in group[name][()]]
-                   if name in group else None for name in ("vocabulary", "texts")}
+        vocabulary = _strings(group["vocabulary"][()]) if "vocabulary" in group else None
         labels = {name: group["token_labels"][name][()] for name in group.get("token_labels", {})}
-        return {**strings, "token_labels": labels, **_read_attrs(group)}
+        return {"vocabulary": vocabulary, "has_texts": "texts" in group, "token_labels": labels, **_read_attrs(group)}
+
+    def texts(self, dataset: str, rows: Any) -> list[str] | None:
+        """The texts of some samples (sample order, as stored), or None when the dataset has none."""
+        key = f"datasets/{h5_name(dataset)}/text/texts"
+        if key not in self.file:
+            return None
+        return _strings(read_rows(self.file[key], np.asarray(rows, dtype=np.int64)))
 
     def token_view(self, model: str, dataset: str, layer_path: str) -> h5py.Dataset | None:
         """The sampled tokens' rows (n, D) of a token-aligned sequence layer; None for other layers."""

@@ -43,7 +43,9 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
     return {**layer, "id": anchor, "inherited": inherited, "stats_rows": _stats_rows(layer), "units_figure": units,
             "gallery": gallery, "heatmap": heatmap, "exemplars": exemplars,
             "contexts": tokens.contexts(ctx, pair, layer, ranked) if sequence else None,
-            "nearest": tokens.nearest_tokens(ctx, pair, layer) if sequence else None,
+            "nearest": tokens.nearest_tokens(ctx, pair, layer, any(
+                source.startswith("input:") for source in architecture.get(path, {}).get("inputs", []))) if sequence
+            else None,
             "text_exemplars": _text_exemplars(ctx, pair, layer, group, ranked) if sequence and not exemplars else None}
 
 
@@ -121,17 +123,11 @@ def _text_exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, A
     settings = ctx.settings.exemplars
     units = ranked[: settings.units]
     top, values = _top_rows(group["pooled"], units, settings.k)
-    texts = (ctx.text(pair["dataset"]) or {}).get("texts")
-    ids = ctx.tokens(pair["model"], pair["dataset"])
     labels = ctx.labels(pair["dataset"])
     dataset = ctx.datasets[pair["dataset"]]
-
-    def text_of(row: int) -> str:
-        if texts is not None:
-            return texts[row]
-        return " ".join(tokens.token_strings(ctx, pair, ids["ids"][row][ids["mask"][row]]))
-
-    return [{"unit": int(unit), "rows": [{"value": number(float(v)), "text": text_of(int(r)),
+    wanted = sorted({int(r) for r in top.ravel()})
+    text_of = dict(zip(wanted, tokens.sequence_texts(ctx, pair, wanted)))
+    return [{"unit": int(unit), "rows": [{"value": number(float(v)), "text": text_of[int(r)],
                                           "label": ctx.class_name(dataset, labels, int(r))}
                                          for r, v in zip(top[i], values[i]) if np.isfinite(v)]}
             for i, unit in enumerate(units)]

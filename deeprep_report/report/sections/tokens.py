@@ -29,14 +29,18 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
         for task, entry in tokens["tasks"].items():
             if not entry["accuracy"]:
                 continue
-            series = {"task": entry["accuracy"], "control task": entry["control"]}
+            series = {"task": entry["accuracy"]}
+            if any(value is not None for value in entry["control"]):
+                series["control task"] = entry["control"]
             if random and task in random["tasks"] and random["tasks"][task]["accuracy"]:
                 series["task, random weights"] = random["tasks"][task]["accuracy"]
             figures_shown.append(ctx.figure(
                 f"{where}: {task}", f"Token probe accuracy for {task} in each sequence layer",
                 f"Token probe '{task}': {entry['description']}. Held-out accuracy of a linear probe on "
-                f"{entry['tokens']:,} sampled real tokens (split by sequence), and on its control task (the same "
-                "label drawn at random once per token type); the gap is the selectivity. Dashed: chance.",
+                f"{entry['tokens']:,} sampled real tokens (split by sequence)" + (
+                    ", and on its control task (the same label drawn at random once per token type); the gap is the "
+                    "selectivity" if "control task" in series else " (no control task: its control would be a "
+                    "coarsening of the task itself)") + ". Dashed: chance.",
                 lambda series=series, entry=entry: figures.depth_profile(
                     names, series, "token probe accuracy",
                     reference=(entry["chance"], "chance") if entry["chance"] is not None else None)))
@@ -63,24 +67,32 @@ def _table(tokens: dict[str, Any]) -> dict[str, Any]:
         cells = [layer]
         for _, entry in tasks:
             accuracy, control, selectivity = entry["accuracy"][i], entry["control"][i], entry["selectivity"][i]
-            cells.append("n/a" if accuracy is None else
-                         f"{number(accuracy)} / {number(control)} ({'n/a' if selectivity is None else f'{selectivity:+.2f}'})")
+            if accuracy is None or control is None:
+                cells.append(number(accuracy))  # n/a, or a task without a control (identity)
+            else:
+                cells.append(f"{number(accuracy)} / {number(control)} ({selectivity:+.2f})")
         cells += [number(values[i]) for _, values in extra if values]
         rows.append(cells)
     return {"header": header, "rows": rows}
 
 
 def _samples(ctx: ReportContext, pair: dict[str, Any]) -> list[dict[str, str]]:
-    text = ctx.text(pair["dataset"])
     labels = ctx.labels(pair["dataset"])
     dataset = ctx.datasets[pair["dataset"]]
     tokens = ctx.tokens(pair["model"], pair["dataset"])
-    out = []
-    for row in range(min(SAMPLE_TEXTS, len(tokens["ids"]))):
-        shown = (text or {}).get("texts")
-        out.append({"text": shown[row] if shown else " ".join(token_strings(ctx, pair, tokens["ids"][row][tokens["mask"][row]])),
-                    "label": ctx.class_name(dataset, labels, row), "tokens": int(tokens["mask"][row].sum())})
-    return out
+    rows = list(range(min(SAMPLE_TEXTS, len(tokens["ids"]))))
+    texts = sequence_texts(ctx, pair, rows)
+    return [{"text": text, "label": ctx.class_name(dataset, labels, row), "tokens": int(tokens["mask"][row].sum())}
+            for row, text in zip(rows, texts)]
+
+
+def sequence_texts(ctx: ReportContext, pair: dict[str, Any], rows: list[int]) -> list[str]:
+    """The texts of these samples as given, or their real tokens joined when the data kept no text."""
+    texts = ctx.texts(pair["dataset"], rows)
+    if texts is not None:
+        return texts
+    tokens = ctx.tokens(pair["model"], pair["dataset"])
+    return [" ".join(token_strings(ctx, pair, tokens["ids"][row][tokens["mask"][row]])) for row in rows]
 
 
 def token_strings(ctx: ReportContext, pair: dict[str, Any], ids: np.ndarray) -> list[str]:
@@ -104,6 +116,8 @@ def contexts(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], ra
         rows = []
         for j in np.flatnonzero(np.isfinite(values)):
             sample, position = int(stored["sample"][j, unit]), int(stored["position"][j, unit])
+            if not (0 <= sample < len(tokens["ids"]) and 0 <= position < tokens["length"]):
+                raise ValueError(f"stored context at sample {sample}, position {position} is outside the data")
             span = range(max(0, position - window), min(tokens["length"], position + window + 1))
             strings = token_strings(ctx, pair, tokens["ids"][sample][list(span)])
             cells = []
@@ -122,10 +136,11 @@ def contexts(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], ra
     return out
 
 
-def nearest_tokens(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any]) -> list[tuple[str, str]] | None:
-    """For an embedding layer: the most frequent sampled token types and their nearest types (cosine of the
-    types' mean token vectors in this layer, among types sampled at least twice)."""
-    if "Embedding" not in layer["class_name"]:
+def nearest_tokens(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any],
+                   reads_input: bool) -> list[tuple[str, str]] | None:
+    """For an embedding layer that reads the token ids: the most frequent sampled token types and their nearest
+    types (cosine of the types' mean token vectors in this layer, among types sampled at least twice)."""
+    if "Embedding" not in layer["class_name"] or not reads_input:
         return None
     view = ctx.store.token_view(pair["model"], pair["dataset"], layer["path"])
     tokens = ctx.tokens(pair["model"], pair["dataset"])
