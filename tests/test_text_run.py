@@ -52,7 +52,9 @@ def test_text_demo_report_shows_tokens_and_contexts_escaped(text_run):
     html = (text_run / "report.html").read_text(encoding="utf-8")
     assert html.count('<h3>Tokens</h3>') == 2  # the two trained models (twins are their comparison curves)
     assert html.count("<h4>Top contexts</h4>") >= 9
-    assert "<h4>Nearest tokens</h4>" in html
+    assert html.count("<h4>Nearest tokens</h4>") == 2  # the input embeddings (not MiniLM's position embedding)
+    assert "<td>real tokens only (mask from data: the preset tokenizer&#39;s padding)</td>" in html
+    assert "<td>every position: one vector per sequence (the model pooled or summarised the tokens itself)</td>" in html
     assert re.search(r'<span class="tok( centre)?" style="--a: [01]\.\d\d"', html)
     assert "<script" not in html.lower()
     # a docstring's backquotes and angle brackets arrive as text, never as markup

@@ -188,8 +188,12 @@ def _stats_rows(layer: dict[str, Any]) -> list[tuple[str, str]]:
     stats = layer["stats"]
     saturation = stats["saturation_fraction"]
     dead = layer["dead_unit_indices"]
+    masked = layer.get("masked")
+    tokens = [("tokens", f"real tokens only (mask from {layer['mask_note']})" if masked else
+               f"every position: {layer['mask_note']}")] if masked is not None else []
     return [
         ("units × positions", f"{layer['units']:,} × {layer['positions']:,}"),
+        *tokens,
         ("values", f"{stats['values']:,}"),
         ("mean ± std", f"{number(stats['mean'])} ± {number(stats['std'])}"),
         ("min … max", f"{number(stats['min'])} … {number(stats['max'])}"),
