@@ -407,3 +407,17 @@ def test_drift_of_sequence_layers_is_measured_on_the_same_tokens(tmp_path):
     assert lstm["cka"] == pytest.approx(expected, rel=1e-9)
     failed = {r["layer"] for r in summary["checks"]["results"] if r["rule"] == "drift" and r["status"] == "fail"}
     assert "lstm" in failed
+
+
+def test_token_sentences_name_the_best_layer_its_control_and_the_last_layer():
+    from deeprep_report.analysis.interpret import token_sentences
+
+    tokens = {"layers": ["emb", "block_0", "block_1"], "tasks": {
+        "previous_token": {"description": "the previous token", "chance": 0.16, "accuracy": [0.31, 0.88, 0.43],
+                           "control": [0.78, 0.80, 0.60], "selectivity": [-0.47, 0.08, -0.17]},
+        "identity": {"description": "the token", "chance": 0.25, "accuracy": [1.0, 0.99, None],
+                     "control": [None, None, None], "selectivity": [None, None, None]}}}
+    assert token_sentences(tokens) == [
+        "Token probe previous_token (the previous token): most decodable at block_0, accuracy 0.88 against 0.80 on "
+        "its control task (selectivity +0.08; chance 0.16); at block_1, 0.43 (selectivity -0.17).",
+        "Token probe identity (the token): most decodable at emb, accuracy 1.00 (chance 0.25); at block_0, 0.99."]

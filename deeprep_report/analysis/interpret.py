@@ -220,16 +220,12 @@ def token_sentences(tokens: dict[str, Any] | None) -> list[str]:
         if not kept:
             continue
         name, accuracy, control = max(kept, key=lambda item: item[1])
+        chance = f"chance {entry['chance']:.2f}"
+        against = (f" against {control:.2f} on its control task (selectivity {accuracy - control:+.2f}; {chance})"
+                   if control is not None else f" ({chance})")
+        last = kept[-1]
+        ending = "" if last[0] == name else f"; at {last[0]}, {last[1]:.2f}" + (
+            f" (selectivity {last[1] - last[2]:+.2f})" if last[2] is not None else "")
         out.append(f"Token probe {task} ({entry['description']}): most decodable at {name}, accuracy "
-                   f"{accuracy:.2f}{_against(accuracy, control)} (chance {entry['chance']:.2f})"
-                   + ("" if kept[-1][0] == name else f"; at {kept[-1][0]}, {kept[-1][1]:.2f}"
-                      f"{_against(kept[-1][1], kept[-1][2], short=True)}") + ".")
+                   f"{accuracy:.2f}{against}{ending}.")
     return out
-
-
-def _against(accuracy: float, control: float | None, short: bool = False) -> str:
-    if control is None:
-        return ""
-    if short:
-        return f" (selectivity {accuracy - control:+.2f})"
-    return f" against {control:.2f} on its control task (selectivity {accuracy - control:+.2f})"
