@@ -136,7 +136,7 @@ def test_check_command_reevaluates_without_tensorflow(capsys, project):
     assert summary_of(run_dir)["checks"]["definitions"][0]["max"] == 0.3
     assert run(capsys, ["check", str(run_dir), "--set", "checks=[{rule: dead}]"])[2] == (
         "error: --set checks=[{rule: dead}]: unknown rule 'dead'; expected one of: dead_units, "
-        "nan_inf, saturation, collapse, probe_accuracy, probe_monotonic, drift, stat_drift\n")
+        "nan_inf, saturation, collapse, probe_accuracy, probe_monotonic, drift, stat_drift, weights\n")
     missing = run(capsys, ["check", str(project / "nowhere")])
     assert missing == (2, "", f"error: {project / 'nowhere'}: no such run folder\n")
     (run_dir / "activations.h5").unlink()

@@ -139,7 +139,8 @@ def test_verdict_counts_exit_codes_and_line():
     assert found.line("out/report.html") == "FAIL 1 check failed, 1 warning, 1 not evaluated — out/report.html"
     warn_only = Verdict("WARN", failed=0, warnings=3, not_evaluated=0, passed=4)
     assert [warn_only.exit_code(level) for level in ("fail", "warn", "never")] == [0, 1, 0]
-    unevaluated = Verdict("PASS", failed=0, warnings=0, not_evaluated=1, passed=4)
+    unevaluated = verdict(evaluate([check(rule="probe_accuracy", min=0.5)], summary(pair([layer("a")])), None))
+    assert unevaluated == Verdict("WARN", failed=0, warnings=0, not_evaluated=1, passed=0)  # never a PASS
     assert [unevaluated.exit_code(level) for level in ("fail", "warn")] == [0, 1]
     assert Verdict("FAIL", 2, 3, 0, 9).line("outputs/nightly/report.html") == (
         "FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html")
@@ -170,9 +171,9 @@ def test_markdown_lists_what_did_not_pass_and_escapes_cells():
 @pytest.mark.parametrize("entry, message", [
     ({"rule": "dead_unit", "max": 0.5}, "checks[0].rule: unknown rule 'dead_unit' (did you mean 'dead_units'?)"),
     ({"rule": "nope"}, "checks[0].rule: unknown rule 'nope'; expected one of: dead_units, nan_inf, saturation, "
-                       "collapse, probe_accuracy, probe_monotonic, drift, stat_drift"),
+                       "collapse, probe_accuracy, probe_monotonic, drift, stat_drift, weights"),
     ({"max": 0.5}, "checks[0].rule: required key is missing; expected one of: dead_units, nan_inf, saturation, "
-                   "collapse, probe_accuracy, probe_monotonic, drift, stat_drift"),
+                   "collapse, probe_accuracy, probe_monotonic, drift, stat_drift, weights"),
     ({"rule": "dead_units", "max": 2}, "checks[0].max: expected less than or equal to 1, got 2"),
     ({"rule": "dead_units"}, "checks[0].max: required key is missing"),
     ({"rule": "drift", "min": 0.9, "tolerance": 1}, "checks[0].tolerance: unknown key; expected one of: layers, "

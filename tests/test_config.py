@@ -188,7 +188,7 @@ def test_every_config_key_is_documented():
                 "analysis.cka": "CKASection", "analysis.geometry": "GeometrySection", "analysis.classes": "ClassSection",
                 "analysis.transfer": "TransferSection", "analysis.tokens": "TokenSection", "compare": "CompareSection"}
     checks = [("checks", name) for name in schema["$defs"] if name.endswith("Check")]
-    assert len(checks) == 8
+    assert len(checks) == 9
     for section, definition in [*sections.items(), *checks]:
         for key, field in schema["$defs"][definition]["properties"].items():
             if "$ref" in field:  # a nested section: its own keys are checked

@@ -74,6 +74,7 @@ def _model(store: StoreReader, name: str) -> dict[str, Any]:
         "class_name": attrs["class_name"], "params": attrs["params"], "inputs": store.json_attr(key, "inputs"),
         "layers": store.json_attr(key, "architecture"), "skipped_layers": store.json_attr(key, "skipped"),
         "baseline_of": attrs.get("baseline_of") or None,
+        "weights": store.json_attr(key, "weights") if "weights" in store.file[key].attrs else None,
     }
 
 

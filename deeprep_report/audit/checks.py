@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 from deeprep_report.audit.verdict import FAIL, NOT_EVALUATED, PASS, CheckResult, verdict
 from deeprep_report.config import (
     Check, CollapseCheck, DeadUnitsCheck, DriftCheck, NanInfCheck, ProbeAccuracyCheck, ProbeMonotonicCheck,
-    SaturationCheck, StatDriftCheck,
+    SaturationCheck, StatDriftCheck, WeightsCheck,
 )
 from deeprep_report.config.selectors import select
 from deeprep_report.store import audited_pairs
@@ -48,13 +48,18 @@ def default_checks(summary: dict[str, Any], comparison: dict[str, Any] | None,
 def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[str, Any] | None) -> list[CheckResult]:
     """Every check on every audited pair (random baselines are not audited)."""
     results: list[CheckResult] = []
+    weights = {model["name"]: model.get("weights") for model in summary["models"]}
     for check in checks:
+        audited = set()
         for pair in audited_pairs(summary):
             if check.datasets == "all" or pair["dataset"] in check.datasets:
                 try:
                     results += list(_RULES[type(check)](check, pair, comparison))
                 except _Missing as missing:
                     results.append(_result(check, pair, None, None, None, None, str(missing)))
+                if isinstance(check, NanInfCheck) and pair["model"] not in audited:  # weights: once per model
+                    audited.add(pair["model"])
+                    results += list(_nonfinite_weights(check, pair, weights.get(pair["model"])))
     return results
 
 
@@ -89,6 +94,15 @@ def _nan_inf(check: NanInfCheck, pair: dict[str, Any], comparison: Any) -> Itera
     for layer in _layers(check, pair):
         count = layer["stats"]["nonfinite_count"]
         yield _result(check, pair, layer["path"], float(count), 0.0, count == 0, f"{count:,} NaN/Inf values")
+
+
+def _nonfinite_weights(check: NanInfCheck, pair: dict[str, Any], rows: list[dict] | None) -> Iterator[CheckResult]:
+    """Non-finite weights fail ``nan_inf`` by themselves: a compiled graph can hide them from the activations."""
+    chosen = set(select(check.layers, [row["path"] for row in rows or []]))
+    for row in rows or []:
+        if row["path"] in chosen and row["nonfinite"]:
+            yield _result(check, pair, row["path"], float(row["nonfinite"]), 0.0, False,
+                          f"{row['nonfinite']:,} NaN/Inf weights of {row['params']:,}")
 
 
 def _saturation(check: SaturationCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
@@ -173,6 +187,19 @@ def _stat_drift(check: StatDriftCheck, pair: dict[str, Any], comparison: dict[st
         yield replace(result, detail=detail)
 
 
+def _weights(check: WeightsCheck, pair: dict[str, Any], comparison: dict[str, Any] | None) -> Iterator[CheckResult]:
+    if comparison is None:
+        raise _Missing("no baseline to compare with (compare.baseline or --baseline)")
+    match = next((m for m in comparison.get("weights", []) if m["model"] == pair["model"]), None)
+    if match is None:
+        raise _Missing("the baseline run has no weights of this model (a run before the weights audit?)")
+    chosen = set(select(check.layers, [layer["path"] for layer in match["layers"]]))
+    for layer in match["layers"]:
+        if layer["path"] in chosen:
+            yield _bounded(check, pair, layer["path"], layer["relative_change"], check.max_change, True,
+                           "relative weight change")
+
+
 _RULES = {DeadUnitsCheck: _dead_units, NanInfCheck: _nan_inf, SaturationCheck: _saturation, CollapseCheck: _collapse,
           ProbeAccuracyCheck: _probe_accuracy, ProbeMonotonicCheck: _probe_monotonic, DriftCheck: _drift,
-          StatDriftCheck: _stat_drift}
+          StatDriftCheck: _stat_drift, WeightsCheck: _weights}

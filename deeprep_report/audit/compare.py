@@ -17,22 +17,25 @@ from deeprep_report.analysis.cka import choose_estimator, linear_cka, sample_row
 from deeprep_report.config import LAYER_STATISTICS, AnalysisSection
 from deeprep_report.errors import UserError
 from deeprep_report.stats.views import ViewSpec
-from deeprep_report.store import Baseline, StoreReader, audited_pairs, data_difference, h5_name
+from deeprep_report.stats.weights import relative_change
+from deeprep_report.store import Baseline, StoreReader, audited_pairs, data_difference, h5_name, match_pairs
 
 
 def compare(store: StoreReader, summary: dict[str, Any], baseline: Baseline, settings: AnalysisSection) -> dict[str, Any]:
     """The ``comparison`` block of summary.json for the run in ``store`` (whose summary parts are given)."""
     audited = _audited(summary)
     reference = _audited(baseline.summary)
-    matches = _match_pairs(audited, reference)
+    matches = match_pairs(list(audited), list(reference))
     pairs = []
     with StoreReader(baseline.store_path) as old:
         for (model, dataset), (old_model, _) in matches.items():
             _same_samples(store, old, summary, baseline, dataset)
             pairs.append(_compare_pair(store, old, audited[(model, dataset)], reference[(old_model, dataset)],
                                        settings))
+        weights = _weight_changes(store, old, {(m, om) for (m, _), (om, _) in matches.items()})
     run = baseline.summary["run"]
     return {
+        "weights": weights,
         "baseline": {"folder": str(baseline.folder), "name": run["name"], "started": run["started"],
                      "tool_version": baseline.summary["tool"]["version"]},
         "pairs": pairs,
@@ -43,19 +46,21 @@ def compare(store: StoreReader, summary: dict[str, Any], baseline: Baseline, set
     }
 
 
+def _weight_changes(store: StoreReader, old: StoreReader, models: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Per matched model, each layer's relative weight change from the two runs' stored weight sketches."""
+    out = []
+    for model, old_model in sorted(models):
+        now, then = store.weight_sketches(model), old.weight_sketches(old_model)
+        if not now or not then:
+            continue
+        layers = [{"path": path, "relative_change": relative_change(sketch, then[path])}
+                  for path, sketch in now.items() if path in then]
+        out.append({"model": model, "baseline_model": old_model, "layers": layers})
+    return out
+
+
 def _audited(summary: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(p["model"], p["dataset"]): p for p in audited_pairs(summary)}
-
-
-def _match_pairs(current: dict, reference: dict) -> dict[tuple[str, str], tuple[str, str]]:
-    """Pairs matched by model and dataset name; with one model on each side, by dataset alone."""
-    matches = {key: key for key in current if key in reference}
-    current_models = {m for m, _ in current}
-    reference_models = {m for m, _ in reference}
-    if not matches and len(current_models) == 1 and len(reference_models) == 1:
-        only = next(iter(reference_models))
-        matches = {(m, d): (only, d) for (m, d) in current if (only, d) in reference}
-    return matches
 
 
 def _same_samples(store: StoreReader, old: StoreReader, summary: dict[str, Any], baseline: Baseline,

@@ -27,7 +27,8 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """PASS (nothing failed), WARN (only warn-severity checks failed) or FAIL."""
+    """PASS (every check evaluated and passed), WARN (only warn-severity checks failed, or a check could not be
+    evaluated) or FAIL (a fail-severity check failed)."""
 
     status: str
     failed: int
@@ -36,12 +37,11 @@ class Verdict:
     passed: int
 
     def exit_code(self, fail_on: str) -> int:
-        """1 when the run should fail the job: any failed fail check, or (warn) any failure or unevaluated check."""
+        """1 when the run should fail the job: the status is FAIL, or (``warn``) FAIL or WARN — so the word
+        printed is always the one the exit code acted on."""
         if fail_on == "never":
             return 0
-        if fail_on == "warn":
-            return int(self.failed + self.warnings + self.not_evaluated > 0)
-        return int(self.failed > 0)
+        return int(self.status == "FAIL" or (fail_on == "warn" and self.status == "WARN"))
 
     def line(self, where: str) -> str:
         """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``."""
@@ -63,7 +63,7 @@ def verdict(results: Sequence[CheckResult]) -> Verdict:
     warnings = sum(r.status == FAIL and r.severity == "warn" for r in results)
     not_evaluated = sum(r.status == NOT_EVALUATED for r in results)
     passed = sum(r.status == PASS for r in results)
-    status = "FAIL" if failed else ("WARN" if warnings else "PASS")
+    status = "FAIL" if failed else ("WARN" if warnings or not_evaluated else "PASS")
     return Verdict(status, failed, warnings, not_evaluated, passed)
 
 

@@ -11,7 +11,7 @@ from deeprep_report.config.loading import Config, load_config, validate
 from deeprep_report.config.overrides import apply_override, format_loc, parse_field_path
 from deeprep_report.config.rules import (
     LAYER_STATISTICS, RULES, Check, CollapseCheck, DeadUnitsCheck, DriftCheck, NanInfCheck, ProbeAccuracyCheck,
-    ProbeMonotonicCheck, SaturationCheck, StatDriftCheck,
+    ProbeMonotonicCheck, SaturationCheck, StatDriftCheck, WeightsCheck,
 )
 from deeprep_report.config.schema import json_schema
 from deeprep_report.config.sections import (
@@ -23,5 +23,5 @@ __all__ = [
     "LAYER_STATISTICS", "RULES", "AnalysisSection", "Check", "CollapseCheck", "Config", "ConfigError", "DatasetSpec",
     "DeadUnitsCheck", "DriftCheck", "ModelSpec", "NanInfCheck", "Pipeline", "ProbeAccuracyCheck",
     "ProbeMonotonicCheck", "ReportSection", "SaturationCheck", "StatDriftCheck", "StatsSection", "StoreSection",
-    "apply_override", "format_loc", "json_schema", "load_config", "parse_field_path", "validate",
+    "WeightsCheck", "apply_override", "format_loc", "json_schema", "load_config", "parse_field_path", "validate",
 ]

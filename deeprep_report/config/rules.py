@@ -83,13 +83,20 @@ class StatDriftCheck(_Check):
     max: float = Field(gt=0, description="Largest allowed |current − baseline| / |baseline|.")
 
 
+class WeightsCheck(_Check):
+    """A layer's weights moved by at most ``max_change`` from the baseline's: ‖W − W_baseline‖ / ‖W_baseline‖."""
+
+    rule: Literal["weights"]
+    max_change: float = Field(gt=0, description="Largest allowed relative weight change against the baseline.")
+
+
 Check = Annotated[
     DeadUnitsCheck | NanInfCheck | SaturationCheck | CollapseCheck | ProbeAccuracyCheck | ProbeMonotonicCheck
-    | DriftCheck | StatDriftCheck,
+    | DriftCheck | StatDriftCheck | WeightsCheck,
     Field(discriminator="rule"),
 ]
 RULE_MODELS = {model.model_fields["rule"].annotation.__args__[0]: model for model in (
     DeadUnitsCheck, NanInfCheck, SaturationCheck, CollapseCheck, ProbeAccuracyCheck, ProbeMonotonicCheck, DriftCheck,
-    StatDriftCheck)}
+    StatDriftCheck, WeightsCheck)}
 RULES = tuple(RULE_MODELS)
 

@@ -11,10 +11,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deeprep_report import __version__
 from deeprep_report.extract import cache
 from deeprep_report.extract.forward import extract_pair
 from deeprep_report.extract.plan import DatasetEntry, ModelEntry, Pair, Plan
+from deeprep_report.extract.weights import weight_rows
 from deeprep_report.store import StoreWriter, h5_name, pair_key
 
 log = logging.getLogger("deeprep")
@@ -77,13 +80,20 @@ def _reuse_pair(pair: Pair, store: StoreWriter, found: tuple[Path, str], stored_
 def _write_model(store: StoreWriter, model: ModelEntry) -> None:
     loaded = model.loaded
     selected = {info.path for info in model.selected}
+    rows, sketches = weight_rows(model.graph)
+    for path, sketch in sketches.items():
+        store.write_array(f"models/{h5_name(model.name)}/weight_sketches/{h5_name(path)}", sketch.astype(np.float32))
+    if any(row["nonfinite"] for row in rows):
+        bad = next(row for row in rows if row["nonfinite"])
+        log.warning("model %s: %d NaN/Inf weights (first in layer %s)", model.name,
+                    sum(row["nonfinite"] for row in rows), bad["path"])
     store.set_attrs(f"models/{h5_name(model.name)}", {
         "name": model.name, "source": loaded.source, "fingerprint": loaded.fingerprint,
         "class_name": type(loaded.model).__name__, "params": int(loaded.model.count_params()),
         "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in _flat(model.graph.inputs)],
         "architecture": [{**info.describe(), "selected": info.path in selected} for info in model.graph.layers],
         "skipped": [{"path": info.path, "reason": info.reason} for info in model.skipped],
-        "baseline_of": model.baseline_of or "",
+        "baseline_of": model.baseline_of or "", "weights": rows,
     })
 
 

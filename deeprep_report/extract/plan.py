@@ -21,7 +21,7 @@ from deeprep_report.extract.tokens import PairTokens, TokenError, pair_tokens
 from deeprep_report.sources.datasets import Dataset, select_rows
 from deeprep_report.sources.loaders import open_dataset
 from deeprep_report.sources.models import LoadedModel, load_model
-from deeprep_report.store import Baseline, data_difference, open_baseline
+from deeprep_report.store import Baseline, audited_pairs, data_difference, match_pairs, open_baseline
 
 log = logging.getLogger("deeprep")
 
@@ -114,9 +114,21 @@ def make_plan(config: Config) -> Plan:
         plan.models.append(ModelEntry(index, loaded, graph, selected, skipped))
         log.info("model %s: %d of %d layers selected (%s)", spec.name, len(selected), len(graph.layers), loaded.source)
     plan.pairs = _pairs(config, plan)
+    if plan.baseline is not None:
+        _check_baseline_pairs(config, plan)
     if config.pipeline.analysis.enabled and config.pipeline.analysis.random_baseline:
         _add_random_baselines(config, plan)
     return plan
+
+
+def _check_baseline_pairs(config: Config, plan: Plan) -> None:
+    """A baseline that matches none of this run's pairs would leave every comparison "not evaluated": refused."""
+    here = [(pair.model.name, pair.data.name) for pair in plan.pairs]
+    there = [(pair["model"], pair["dataset"]) for pair in audited_pairs(plan.baseline.summary)]
+    if not match_pairs(here, there):
+        listed = lambda pairs: ", ".join(f"{m} × {d}" for m, d in pairs) or "none"  # noqa: E731
+        raise config.error("compare.baseline", f"baseline {plan.baseline.folder} has no pair of this run: it has "
+                           f"{listed(there)}; this run has {listed(here)}")
 
 
 def _check_transfer(config: Config, plan: Plan) -> None:

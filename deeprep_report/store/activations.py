@@ -49,6 +49,11 @@ def h5_name(name: str) -> str:
     return escaped.replace(".", "%2E") if escaped in (".", "..", "") else escaped
 
 
+def unescape(name: str) -> str:
+    """The name :func:`h5_name` escaped."""
+    return name.replace("%2E", ".").replace("%2F", "/").replace("%25", "%")
+
+
 def layer_key(layer_path: str) -> str:
     return "/".join(h5_name(part) for part in layer_path.split("/"))
 
@@ -304,6 +309,13 @@ class StoreReader:
     def contexts(self, model: str, dataset: str, layer_path: str) -> dict[str, np.ndarray] | None:
         group = self.layer_group(model, dataset, layer_path)
         return {name: group["contexts"][name][()] for name in group["contexts"]} if "contexts" in group else None
+
+    def weight_sketches(self, model: str) -> dict[str, np.ndarray]:
+        """Per layer path, the sketch of its weights (stats/weights.py); empty for a store without them."""
+        key = f"models/{h5_name(model)}/weight_sketches"
+        if key not in self.file:
+            return {}
+        return {unescape(name): self.file[key][name][()].astype(np.float64) for name in self.file[key]}
 
     def moments(self, model: str, dataset: str, layer_path: str) -> Moments:
         group = self.layer_group(model, dataset, layer_path)["moments"]

@@ -113,6 +113,19 @@ def open_baseline(folder: str | Path) -> Baseline:
     return Baseline(folder.resolve(), summary)
 
 
+def match_pairs(current: list[tuple[str, str]], reference: list[tuple[str, str]]) -> dict[tuple[str, str],
+                                                                                      tuple[str, str]]:
+    """(model, dataset) pairs of a run matched with a baseline's: by model and dataset name; with one model on
+    each side, by dataset alone (a renamed model)."""
+    matches = {key: key for key in current if key in reference}
+    current_models = {m for m, _ in current}
+    reference_models = {m for m, _ in reference}
+    if not matches and len(current_models) == 1 and len(reference_models) == 1:
+        only = next(iter(reference_models))
+        matches = {(m, d): (only, d) for (m, d) in current if (only, d) in reference}
+    return matches
+
+
 def data_difference(name: str, here: tuple[str, int], there: tuple[str, int]) -> str | None:
     """Why dataset ``name`` (fingerprint, rows in the source) here is not the baseline's, or None."""
     if here == there:

@@ -8,13 +8,29 @@ import numpy as np
 
 from deeprep_report.report import figures
 from deeprep_report.report.context import ReportContext
+from deeprep_report.report.formatting import number
 from deeprep_report.store import h5_name
 
 STRIP_SAMPLES = 12
 
 
 def models(ctx: ReportContext) -> list[dict[str, Any]]:
-    return [{**model, "anchor": f"model-{h5_name(model['name'])}"} for model in ctx.summary["models"]]
+    """Each model plus its anchor and, per architecture row, the weights audit's formatted cells (or None)."""
+    out = []
+    for model in ctx.summary["models"]:
+        audit = {row["path"]: row for row in model.get("weights") or []}
+        layers = [{**layer, "weights": _weight_cells(audit.get(layer["path"]))} for layer in model["layers"]]
+        out.append({**model, "layers": layers, "anchor": f"model-{h5_name(model['name'])}",
+                    "weights_audited": model.get("weights") is not None})
+    return out
+
+
+def _weight_cells(row: dict[str, Any] | None) -> dict[str, str] | None:
+    if row is None:
+        return None
+    return {"norm": number(row["norm"]), "max_abs": number(row["max_abs"]),
+            "nonfinite": f"{row['nonfinite']:,}", "sigma": number(row["top_singular_value"]),
+            "stable_rank": number(row["stable_rank"]), "bad": bool(row["nonfinite"])}
 
 
 def datasets(ctx: ReportContext) -> list[dict[str, Any]]:

@@ -1,0 +1,136 @@
+"""Nothing silent (issue 12, first part): the weights audit (a NaN weight the activations hide fails the audit),
+weight change against a baseline, verdicts that match exit codes, a baseline that matches no pair."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import models as zoo
+from conftest import write_pipeline
+
+keras = pytest.importorskip("keras")
+
+from deeprep_report.cli import main  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _tf(tf_quiet):
+    keras.utils.set_random_seed(0)
+
+
+def small_model() -> keras.Model:
+    return keras.Sequential([
+        keras.Input((6, 6, 2), name="pixels"), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(name="flat"), keras.layers.Dense(60, activation="relu", name="wide"),
+        keras.layers.Dense(3, activation="softmax", name="out"),
+    ])
+
+
+def project(tmp_path: Path, model: keras.Model, **extra) -> Path:
+    model.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "data.npz", **zoo.data(40))
+    return write_pipeline(tmp_path, {
+        "run": {"name": "t", "preset": "minimal"}, "models": [{"name": "m", "path": "model.keras"}],
+        "datasets": [{"name": "d", "path": "data.npz", "batch_size": 16}], **extra})
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+
+
+def test_weights_audit_equals_numpy_on_the_weights(capsys, tmp_path):
+    model = small_model()
+    pipeline = project(tmp_path, model)
+    assert run(capsys, "run", str(pipeline), "--quiet")[0] == 0
+    rows = {row["path"]: row for row in summary(tmp_path / "outputs/t")["models"][0]["weights"]}
+    assert list(rows) == ["conv", "wide", "out"]
+    for name, row in rows.items():
+        arrays = [w.numpy().astype(np.float64) for w in model.get_layer(name).weights]
+        values = np.concatenate([a.ravel() for a in arrays])
+        kernel = arrays[0].reshape(-1, arrays[0].shape[-1])
+        sigma = np.linalg.svd(kernel, compute_uv=False)
+        assert row["params"] == values.size and row["nonfinite"] == 0
+        assert row["norm"] == pytest.approx(np.linalg.norm(values), rel=1e-9)
+        assert row["max_abs"] == pytest.approx(np.abs(values).max(), rel=1e-9)
+        assert row["zero_fraction"] == pytest.approx((values == 0).mean())  # the zero-initialised biases
+        assert row["top_singular_value"] == pytest.approx(sigma[0], rel=1e-6)
+        assert row["stable_rank"] == pytest.approx((sigma ** 2).sum() / sigma[0] ** 2, rel=1e-6)
+    html = (tmp_path / "outputs/t/report.html").read_text(encoding="utf-8")
+    assert "<th scope=\"col\">stable rank</th>" in html or "stable rank</th>" in html
+
+
+def test_a_nan_weight_behind_a_relu_fails_the_default_audit(capsys, tmp_path):
+    model = small_model()
+    kernel, bias = model.get_layer("wide").get_weights()
+    kernel[0, 0] = np.nan
+    model.get_layer("wide").set_weights([kernel, bias])
+    pipeline = project(tmp_path, model)
+    code, out, _ = run(capsys, "run", str(pipeline), "--quiet")
+    assert code == 1 and out.startswith("FAIL")
+    results = [r for r in summary(tmp_path / "outputs/t")["checks"]["results"] if r["status"] == "fail"]
+    weights = [(r["rule"], r["layer"], r["detail"]) for r in results if "weights" in r["detail"]]
+    assert weights == [("nan_inf", "wide", f"1 NaN/Inf weights of {kernel.size + bias.size:,}")]
+    # whether the activations show the NaN depends on the kernels TensorFlow fuses; the weights fail regardless
+    with_activations_masked = [r for r in results if "weights" not in r["detail"]]
+    assert all(r["rule"] == "nan_inf" for r in with_activations_masked)
+
+
+def test_weight_change_against_a_baseline_and_the_weights_rule(capsys, tmp_path):
+    model = small_model()
+    pipeline = project(tmp_path, model)
+    assert run(capsys, "run", str(pipeline), "--quiet", "--set", "run.name=base")[0] == 0
+    conv_kernel, conv_bias = model.get_layer("conv").get_weights()
+    wide_kernel, wide_bias = model.get_layer("wide").get_weights()
+    delta = np.random.default_rng(3).normal(0, 0.01, wide_kernel.shape).astype(np.float32)
+    model.get_layer("wide").set_weights([wide_kernel + delta, wide_bias])
+    conv_step = np.zeros_like(conv_kernel)
+    conv_step[0, 0, 0, 0] = 0.5
+    model.get_layer("conv").set_weights([conv_kernel + conv_step, conv_bias])
+    model.save(tmp_path / "model.keras")
+    code, out, _ = run(capsys, "run", str(pipeline), "--quiet", "--set", "run.name=now", "--baseline",
+                       str(tmp_path / "outputs/base"), "--set", "checks=[{rule: weights, max_change: 0.05}]")
+    changes = {layer["path"]: layer["relative_change"]
+               for layer in summary(tmp_path / "outputs/now")["comparison"]["weights"][0]["layers"]}
+    exact_conv = 0.5 / np.linalg.norm(np.concatenate([conv_kernel.ravel(), conv_bias]))
+    assert changes["conv"] == pytest.approx(exact_conv, rel=1e-6)  # 76 values: stored whole
+    exact_wide = np.linalg.norm(delta) / np.linalg.norm(np.concatenate([wide_kernel.ravel(), wide_bias]))
+    assert changes["wide"] == pytest.approx(exact_wide, rel=0.15)  # 8,700 values: a count sketch (≈ 3 %)
+    assert changes["out"] == 0.0
+    failed = [r["layer"] for r in summary(tmp_path / "outputs/now")["checks"]["results"] if r["status"] == "fail"]
+    assert exact_wide > 0.07  # clear of the threshold, so the sketch's error cannot flip the check
+    assert (code, sorted(failed)) == (1, ["conv", "wide"])
+
+
+def test_an_unevaluated_check_is_never_a_pass(capsys, tmp_path):
+    pipeline = project(tmp_path, small_model(), checks=[{"rule": "drift", "min": 0.5}])
+    code, out, _ = run(capsys, "run", str(pipeline), "--quiet")
+    report = tmp_path / "outputs/t/report.html"
+    assert (code, out) == (0, f"WARN 0 checks failed, 0 warnings, 1 not evaluated — {report}\n")
+    code, out, _ = run(capsys, "run", str(pipeline), "--quiet", "--fail-on", "warn")
+    assert (code, out.split()[0]) == (1, "WARN")
+    assert summary(tmp_path / "outputs/t")["checks"]["verdict"]["status"] == "WARN"
+    assert "**WARN 0 checks failed, 0 warnings, 1 not evaluated" in (tmp_path / "outputs/t/summary.md").read_text()
+
+
+def test_a_baseline_that_matches_no_pair_is_an_error(capsys, tmp_path):
+    pipeline = project(tmp_path, small_model())
+    assert run(capsys, "run", str(pipeline), "--quiet", "--set", "run.name=base")[0] == 0
+    other = write_pipeline(tmp_path, {
+        "run": {"name": "other", "preset": "minimal"}, "models": [{"name": "m2", "path": "model.keras"}],
+        "datasets": [{"name": "d2", "path": "data.npz"}]}, "other.yaml")
+    for command in ("run", "validate"):
+        code, out, err = run(capsys, command, str(other), "--baseline", str(tmp_path / "outputs/base"))
+        assert (code, out) == (2, "")
+        assert err.strip().endswith(f"compare.baseline: baseline {tmp_path / 'outputs/base'} has no pair of this "
+                                    "run: it has m × d; this run has m2 × d2"), err
