@@ -22,8 +22,15 @@ from deeprep_report.errors import UserError
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deeprep", description="Audit what a Keras model has learned, layer by layer.")
+    parser = _Parser(prog="deeprep", description="Audit what a Keras model has learned, layer by layer.")
     parser.add_argument("--version", action="version", version=f"deeprep-report {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -79,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a usage error (one line already printed)
+        return int(exit_.code or 0)
     if args.command == "schema":
         from deeprep_report.config import json_schema
 

@@ -63,10 +63,11 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
     clock = time.perf_counter()
     started = utc_now()
     log.info("deeprep %s: run %r from %s", __version__, config.pipeline.run.name, config.source)
+    target = run_folder_for(config, out)
+    _check_target(target, out is not None)
     plan = make_plan(config)
     release_console()
     timings = {"plan": time.perf_counter() - clock}
-    target = run_folder_for(config, out)
     resolved = config.to_yaml()
     with RunFolder(target) as folder, _logging_into(run_log, folder, target):
         log.info("run folder %s", target)
@@ -96,6 +97,16 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         run_log.detach()
         folder.publish(list(RUN_FILES))
     return RunResult(target, summary, verdict, line)
+
+
+def _check_target(target: Path, from_out: bool) -> None:
+    """The run folder, and the folder it goes into, must be folders (or not exist yet): said before any work."""
+    where = "--out" if from_out else "run.output_dir"
+    for path in (target, *target.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UserError(f"{where}: {path} is a file, not a folder; choose another path")
+            break
 
 
 def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from deeprep_report.config.messages import describe
 from deeprep_report.config.overrides import Override, apply_override, apply_preset, format_loc
-from deeprep_report.config.parsing import parse_yaml
+from deeprep_report.config.parsing import check_size, parse_yaml
 from deeprep_report.config.sections import Pipeline
 from deeprep_report.errors import ConfigError, did_you_mean
 
@@ -80,6 +80,7 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
 
 def validate(raw: dict[str, Any], source: str, overrides: typing.Sequence[Override] = ()) -> Pipeline:
     """Validate a raw mapping (after its preset's defaults); the first problem becomes a one-line error."""
+    check_size(raw, source)  # --set values are YAML too: an alias bomb can arrive there
     apply_preset(raw)
     try:
         pipeline = Pipeline.model_validate(raw)

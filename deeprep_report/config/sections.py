@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from deeprep_report.config.fields import Strict, layer_selectors
+from deeprep_report.config.fields import Strict, entry_name, layer_selectors, plain_data
 from deeprep_report.config.rules import Check
 
 
@@ -62,6 +62,14 @@ class ModelSpec(Strict):
     )
 
     _layers_shape = field_validator("layers", mode="before")(lambda value: layer_selectors(value))
+    _plain_options = field_validator("options")(lambda value: plain_data(value, "options"))
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and "@" in value:
+            raise ValueError(f"'@' is reserved for random-weights twins (<model>@random), got {value!r}")
+        return entry_name(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSpec":
@@ -124,7 +132,8 @@ class DatasetSpec(Strict):
         None, description="Image folders: resize to [height, width]; default the first image's size."
     )
     color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Image folders: channels.")
-    rescale: float = Field(1.0, description="Image folders: multiply pixel values, e.g. 1/255.")
+    rescale: float = Field(1.0, description="Image folders and .npz/.h5 arrays: multiply input values (as float32), "
+                                            "e.g. 1/255.")
     tokenizer: TokenizerSpec | None = Field(None, description="Text: how text becomes token ids.")
     sequence_length: int | None = Field(
         None, ge=2, description="Text: tokens per sample, start/end tokens included; longer texts are cut at the "
@@ -140,6 +149,8 @@ class DatasetSpec(Strict):
     token_labels: list[str] = Field(
         default_factory=list, description="Token arrays: arrays (N, T) of integer labels per token, probed at "
                                           "token level.")
+
+    _name = field_validator("name")(lambda value: entry_name(value))
 
     @field_validator("rescale", mode="before")
     @classmethod
@@ -182,6 +193,8 @@ class DatasetSpec(Strict):
         jsonl_or_csv = str(self.path or "").lower().endswith((".jsonl", ".csv"))
         if fields and not jsonl_or_csv:
             raise ValueError(f"{fields[0]} applies to .jsonl and .csv files")
+        if "rescale" in given and (text or self.builtin is not None):
+            raise ValueError("rescale applies to image folders and .npz/.h5 arrays")
         if not text and self.sequence_length is not None:
             raise ValueError("sequence_length applies to text; token arrays keep their own length")
 

@@ -79,6 +79,9 @@ def make_plan(config: Config) -> Plan:
     import_tensorflow()
     plan = Plan(config)
     seed = config.pipeline.run.seed
+    template_dir = config.pipeline.report.template_dir
+    if template_dir is not None and not config.resolve(template_dir).is_dir():
+        raise config.error("report.template_dir", f"no such folder {template_dir!r}")
     if config.pipeline.compare.baseline is not None:
         plan.baseline = open_baseline(config.resolve(config.pipeline.compare.baseline))
     reference = plan.baseline.dataset_rows() if plan.baseline else {}
@@ -186,7 +189,10 @@ def _pairs(config: Config, plan: Plan) -> list[Pair]:
                 continue
             binding, problem = bind_inputs(model, data, config)
             if problem is None:
-                pairs.append(Pair(model, data, binding, _tokens(config, model, data, binding)))
+                tokens = _tokens(config, model, data, binding)
+                if tokens is None:
+                    _warn_unscaled(model, data, binding)
+                pairs.append(Pair(model, data, binding, tokens))
             elif wanted is not None:
                 raise config.error(*problem)
             else:
@@ -214,6 +220,17 @@ def _tokens(config: Config, model: ModelEntry, data: DatasetEntry, binding: dict
                  "analysis", model.name, data.name, tokens.array, tokens.length, 100 * tokens.mask.mean(),
                  tokens.source, len(tokens.positions))
     return tokens
+
+
+def _warn_unscaled(model: ModelEntry, data: DatasetEntry, binding: dict[str, str]) -> None:
+    """Integer pixels (0–255) fed as they are to a float input usually mean a forgotten ``rescale``: said, once."""
+    inputs = {t.name: t for t in _flat_inputs(model.graph)}
+    for name, array in binding.items():
+        kind = data.dataset.arrays[array].dtype
+        if kind.kind == "u" and "float" in str(inputs[name].dtype):
+            log.warning("dataset %s: array %r holds %s values fed unscaled into the float input %r of model %s; set "
+                        "datasets[%d].rescale (e.g. 1/255) if the model expects [0, 1]", data.name, array, kind,
+                        name, model.name, data.index)
 
 
 def bind_inputs(model: ModelEntry, data: DatasetEntry, config: Config) -> tuple[dict[str, str], tuple[str, str] | None]:

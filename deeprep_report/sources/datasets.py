@@ -77,15 +77,17 @@ class ArrayDataset:
     source: str
     file: Path | None = None
     text: TextInfo | None = None
+    rescale: float = 1.0  # multiplies every input array (as float32) when not 1
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.arrays = {k: ArrayInfo(tuple(v.shape[1:]), v.dtype) for k, v in self.data.items()}
+        self.arrays = {k: ArrayInfo(tuple(v.shape[1:]), _scaled_dtype(v.dtype, self.rescale))
+                       for k, v in self.data.items()}
         self.n_rows = len(next(iter(self.data.values())))
 
     def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        return {name: self.data[name][rows] for name in names}
+        return {name: _scale(self.data[name][rows], self.rescale) for name in names}
 
     def fingerprint(self) -> str:
         if self.file is not None:
@@ -109,6 +111,7 @@ class HDF5Dataset:
     class_names: list[str] | None
     source: str
     text: TextInfo | None = None
+    rescale: float = 1.0  # multiplies every input array (as float32) when not 1
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
@@ -116,7 +119,8 @@ class HDF5Dataset:
         import h5py
 
         with h5py.File(self.file, "r") as handle:
-            self.arrays = {n: ArrayInfo(tuple(handle[n].shape[1:]), handle[n].dtype) for n in self.names}
+            self.arrays = {n: ArrayInfo(tuple(handle[n].shape[1:]), _scaled_dtype(handle[n].dtype, self.rescale))
+                           for n in self.names}
             self.n_rows = int(handle[self.names[0]].shape[0])
         self._handle = None
 
@@ -133,7 +137,7 @@ class HDF5Dataset:
         out = {}
         for name in names:
             block = self._handle[name][unique]  # h5py wants increasing indices
-            out[name] = block[inverse][restore]
+            out[name] = _scale(block[inverse][restore], self.rescale)
         return out
 
     def fingerprint(self) -> str:
@@ -186,6 +190,15 @@ class ImageFolderDataset:
             digest.update(str(file.relative_to(self.root)).encode())
             digest.update(bytes.fromhex(file_sha256(file).split(":")[1]))
         return "sha256:" + digest.hexdigest()
+
+
+def _scaled_dtype(dtype: np.dtype, rescale: float) -> np.dtype:
+    return np.dtype(np.float32) if rescale != 1.0 else np.dtype(dtype)
+
+
+def _scale(values: np.ndarray, rescale: float) -> np.ndarray:
+    """``datasets[].rescale`` applied as the image folders apply it: float32 values times the factor."""
+    return values if rescale == 1.0 else values.astype(np.float32) * np.float32(rescale)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:

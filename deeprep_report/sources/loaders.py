@@ -73,7 +73,8 @@ def _npz(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset:
     arrays = {name: data[name] for name in inputs}
     _check_rows(config, spec, field_, {n: shapes[n] for n in inputs}, labels)
     info = text.token_info(config, spec, field_, inputs, shapes, lambda name: data[name])
-    return ArrayDataset(arrays, labels, class_names, f"npz:{path}", file=path, text=info)
+    _check_rescale(config, spec, field_, info, {name: data[name].dtype for name in inputs})
+    return ArrayDataset(arrays, labels, class_names, f"npz:{path}", file=path, text=info, rescale=spec.rescale)
 
 
 def _hdf5(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset:
@@ -85,11 +86,24 @@ def _hdf5(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset
             inputs, label_name = _pick_arrays(config, spec, field_, shapes)
             raw_labels = handle[label_name][()] if label_name else None
             info = text.token_info(config, spec, field_, inputs, shapes, lambda name: handle[name][()])
+            _check_rescale(config, spec, field_, info, {name: handle[name].dtype for name in inputs})
     except OSError as exc:
         raise config.error(field_, f"{spec.path!r}: not a readable HDF5 file: {first_line(exc)}") from None
     labels, class_names = parse_labels(config, spec, raw_labels, field_)
     _check_rows(config, spec, field_, {n: shapes[n] for n in inputs}, labels)
-    return HDF5Dataset(path, inputs, labels, class_names, f"hdf5:{path}", text=info)
+    return HDF5Dataset(path, inputs, labels, class_names, f"hdf5:{path}", text=info, rescale=spec.rescale)
+
+
+def _check_rescale(config: Config, spec: DatasetSpec, field_: str, info: object, dtypes: dict[str, np.dtype]) -> None:
+    """``rescale`` scales numeric input arrays as it scales image folders; token ids cannot be scaled."""
+    if spec.rescale == 1.0:
+        return
+    where = field_.split(".")[0] + ".rescale"
+    if info is not None:
+        raise config.error(where, "token ids cannot be rescaled; remove rescale")
+    for name, dtype in dtypes.items():
+        if np.dtype(dtype).kind not in "biuf":
+            raise config.error(where, f"array {name!r} is not numeric ({dtype}); rescale multiplies numbers")
 
 
 def _pick_arrays(

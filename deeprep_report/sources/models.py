@@ -147,6 +147,7 @@ def _application(config: Config, spec: ModelSpec, field: str) -> Any:
         names = [n for n in dir(keras.applications) if n[:1].isupper()]
         raise config.error(field, f"no keras.applications model {spec.application!r}{did_you_mean(spec.application, names)}")
     options = {"weights": None, **spec.options}
+    keras.utils.set_random_seed(config.pipeline.run.seed)  # weights=None: the same config builds the same model
     weights = options["weights"]
     if weights is not None and not Path(str(weights)).is_file():
         raise config.error(f"{field.split('.')[0]}.options.weights",
@@ -189,6 +190,7 @@ def _factory(config: Config, spec: ModelSpec, field: str) -> Any:
     added = str(config.base_dir) not in sys.path
     if added:
         sys.path.insert(0, str(config.base_dir))
+    keras.utils.set_random_seed(config.pipeline.run.seed)  # a factory that initialises randomly: reproducible
     try:
         module = importlib.import_module(module_name)
         target: Any = module

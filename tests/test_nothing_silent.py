@@ -134,3 +134,88 @@ def test_a_baseline_that_matches_no_pair_is_an_error(capsys, tmp_path):
         assert (code, out) == (2, "")
         assert err.strip().endswith(f"compare.baseline: baseline {tmp_path / 'outputs/base'} has no pair of this "
                                     "run: it has m × d; this run has m2 × d2"), err
+
+
+def test_rescale_applies_to_arrays_and_unscaled_integers_are_said(capsys, tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(40, 6, 6, 2)).astype(np.uint8)
+    small_model().save(tmp_path / "model.keras")
+    np.savez(tmp_path / "data.npz", x=pixels, y=np.arange(40) % 3)
+    base = {"run": {"name": "t", "preset": "minimal"}, "models": [{"name": "m", "path": "model.keras"}]}
+    scaled = write_pipeline(tmp_path, {**base, "datasets": [{"name": "d", "path": "data.npz", "rescale": "1/255"}]})
+    assert run(capsys, "run", str(scaled), "--quiet")[0] == 0
+    import h5py
+
+    with h5py.File(tmp_path / "outputs/t/activations.h5") as store:
+        stored = store["datasets/d/inputs/x"][()]
+        rows = store["datasets/d/index"][()]
+    np.testing.assert_allclose(stored, pixels[rows].astype(np.float32) / 255, rtol=1e-6)
+    plain = write_pipeline(tmp_path, {**base, "datasets": [{"name": "d", "path": "data.npz"}]}, "plain.yaml")
+    code, _, err = run(capsys, "run", str(plain))
+    assert code == 0 and ("array 'x' holds uint8 values fed unscaled into the float input 'pixels' of model m; set "
+                          "datasets[0].rescale (e.g. 1/255)") in err
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"name": "m@random", "path": "model.keras"}, "models[0].name: '@' is reserved for random-weights twins "
+                                                  "(<model>@random), got 'm@random'"),
+    ({"name": " ", "path": "model.keras"}, "models[0].name: expected a non-empty name"),
+    ({"name": "a\tb", "path": "model.keras"}, "models[0].name: a name cannot hold control characters, got 'a\\tb'"),
+    ({"application": "MobileNetV2", "options": {"when": "2020-01-01", "at": {"x": [1, None]}, "d": "ok"}}, None),
+])
+def test_names_and_options_are_refused_when_they_would_break_a_run(capsys, tmp_path, entry, message):
+    from deeprep_report.config import validate
+    from deeprep_report.errors import ConfigError
+
+    raw = {"models": [entry], "datasets": [{"builtin": "digits"}]}
+    if message is None:
+        validate(raw, "pipeline.yaml")  # plain data passes
+        raw["models"][0]["options"]["when"] = __import__("datetime").date(2020, 1, 1)
+        message = "models[0].options: options.when: expected strings, numbers, booleans, lists or mappings, got date"
+    with pytest.raises(ConfigError) as error:
+        validate(raw, "pipeline.yaml")
+    assert str(error.value).endswith(message), str(error.value)
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(capsys, tmp_path):
+    import time
+
+    lines = ["models:", "  - application: MobileNetV2", "    options:", '      a0: &a0 ["x", "x", "x", "x", "x", "x"]']
+    lines += [f"      a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 12)]
+    lines += ["datasets: [{builtin: digits}]"]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    started = time.perf_counter()
+    code, out, err = run(capsys, "validate", str(tmp_path / "bomb.yaml"))
+    assert time.perf_counter() - started < 5
+    assert (code, out) == (2, "") and err.strip().endswith(
+        "the file expands to more than 100,000 values (YAML aliases repeated inside each other?); a pipeline is far "
+        "smaller"), err
+
+
+def test_usage_errors_and_bad_folders_are_one_line_before_any_work(capsys, tmp_path):
+    code, out, err = run(capsys, "run", "--fail-on", "sometimes")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith("error: argument --fail-on: invalid "
+                                                                                 "choice") and "--help" in err
+    pipeline = project(tmp_path, small_model())
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run(capsys, "run", str(pipeline), "--out", str(tmp_path / "afile" / "run"))
+    assert (code, out, err) == (2, "", f"error: --out: {tmp_path / 'afile'} is a file, not a folder; choose another "
+                                       "path\n")
+    code, out, err = run(capsys, "run", str(pipeline), "--set", "report.template_dir=nowhere")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.endswith(
+        "report.template_dir: no such folder 'nowhere'\n")
+    assert not (tmp_path / "outputs").exists()  # nothing was started
+
+
+def test_application_models_are_seeded_so_a_rerun_is_the_same_model(tmp_path):
+    from deeprep_report.config import load_config
+    from deeprep_report.sources.models import load_model
+
+    pipeline = write_pipeline(tmp_path, {"run": {"seed": 4}, "models": [
+        {"application": "MobileNetV3Small", "options": {"input_shape": [32, 32, 3], "include_top": False}}],
+        "datasets": [{"builtin": "digits"}]})
+    config = load_config(pipeline)
+    first, second = load_model(config, 0), load_model(config, 0)
+    for a, b in zip(first.model.weights, second.model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = load_model(load_config(pipeline, ["run.seed=5"]), 0)
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first.model.weights, other.model.weights))
