@@ -99,6 +99,17 @@ def test_probe_monotonic_compares_consecutive_probed_layers():
     assert results[1].detail == "probe accuracy 0.800 at b → 0.650"
 
 
+def test_probe_monotonic_follows_the_graph_not_the_execution_order():
+    """A head on a parallel branch is compared with the layer it reads, not with the branch run before it."""
+    run = summary(pair([layer(n) for n in ("trunk", "deep", "head")],
+                       analysis(["input", "trunk", "deep", "head"], probe=[0.5, 0.9, 0.95, 0.6])))
+    run["models"][0]["layers"] = [{"path": "trunk", "inputs": ["input:x"]}, {"path": "deep", "inputs": ["trunk"]},
+                                  {"path": "head", "inputs": ["trunk"]}]
+    results = evaluate([check(rule="probe_monotonic", tolerance=0.4)], run, None)
+    assert [(r.layer, r.detail) for r in results] == [("deep", "probe accuracy 0.900 at trunk → 0.950"),
+                                                      ("head", "probe accuracy 0.900 at trunk → 0.600")]
+
+
 def comparison(cka: dict[str, float | None], mean_change: dict[str, tuple[float, float]]) -> dict:
     layers = []
     for path, value in cka.items():

@@ -219,3 +219,62 @@ def test_application_models_are_seeded_so_a_rerun_is_the_same_model(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     other = load_model(load_config(pipeline, ["run.seed=5"]), 0)
     assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first.model.weights, other.model.weights))
+
+
+def test_dead_means_constant_except_after_relu_and_relu6():
+    from deeprep_report.stats import Moments, unit_stats
+
+    values = np.array([[-1.0, -0.5, 0.0], [-2.0, -0.5, 0.0], [-0.5, -0.5, 0.0]])  # unit 0 varies below 0
+    moments = Moments.of(values)
+    for activation in ("leaky_relu", "prelu", "elu", "gelu", "silu"):
+        assert unit_stats(moments, activation, False)["dead"].tolist() == [False, True, True], activation
+    for activation in ("relu", "relu6"):
+        assert unit_stats(moments, activation, False)["dead"].tolist() == [True, True, True], activation
+
+
+def test_a_concatenation_of_an_lstm_state_inherits_no_activation():
+    from deeprep_report.extract.graph import LayerGraph
+
+    inputs = keras.Input((5, 3))
+    _, h, c = keras.layers.LSTM(4, return_state=True, name="lstm")(inputs)
+    merged = keras.layers.Concatenate(name="state")([h, c])
+    graph = LayerGraph(keras.Model(inputs, merged), "m")
+    found = {info.path: info.activation for info in graph.layers}
+    assert found["state"] is None  # c is not tanh-bounded
+
+
+def test_custom_objects_import_the_module_that_registers_a_custom_layer(capsys, tmp_path):
+    (tmp_path / "mylayers.py").write_text('''import keras
+
+
+@keras.saving.register_keras_serializable(package="mylayers")
+class Scale(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+''', encoding="utf-8")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mylayers
+
+        inputs = keras.Input((6, 6, 2), name="pixels")
+        outputs = keras.layers.Dense(3, name="out")(keras.layers.Flatten()(mylayers.Scale(name="scale")(inputs)))
+        keras.Model(inputs, outputs).save(tmp_path / "model.keras")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mylayers", None)
+        keras.saving.get_custom_objects().pop("mylayers>Scale", None)
+    np.savez(tmp_path / "data.npz", **zoo.data(20))
+    base = {"run": {"name": "t", "preset": "minimal"}, "datasets": [{"name": "d", "path": "data.npz"}]}
+    without = write_pipeline(tmp_path, {**base, "models": [{"name": "m", "path": "model.keras"}]})
+    code, _, err = run(capsys, "run", str(without))
+    assert code == 2 and err.count("\n") == 1 and err.rstrip().endswith(
+        "if it holds custom layers, name the module that registers them in models[0].custom_objects"), err
+    with_module = write_pipeline(tmp_path, {**base, "models": [{"name": "m", "path": "model.keras",
+                                                               "custom_objects": ["mylayers"]}]}, "with.yaml")
+    assert run(capsys, "run", str(with_module), "--quiet")[0] == 0
+    missing = write_pipeline(tmp_path, {**base, "models": [{"name": "m", "path": "model.keras",
+                                                           "custom_objects": ["nomodule"]}]}, "missing.yaml")
+    code, _, err = run(capsys, "run", str(missing))
+    assert code == 2 and "models[0].custom_objects[0]: cannot import 'nomodule': ModuleNotFoundError" in err

@@ -49,12 +49,17 @@ def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[
     """Every check on every audited pair (random baselines are not audited)."""
     results: list[CheckResult] = []
     weights = {model["name"]: model.get("weights") for model in summary["models"]}
+    graphs = {model["name"]: {layer["path"]: layer.get("inputs") or [] for layer in model.get("layers", [])}
+              for model in summary["models"]}
     for check in checks:
         audited = set()
         for pair in audited_pairs(summary):
             if check.datasets == "all" or pair["dataset"] in check.datasets:
                 try:
-                    results += list(_RULES[type(check)](check, pair, comparison))
+                    if isinstance(check, ProbeMonotonicCheck):
+                        results += list(_probe_monotonic(check, pair, graphs.get(pair["model"], {})))
+                    else:
+                        results += list(_RULES[type(check)](check, pair, comparison))
                 except _Missing as missing:
                     results.append(_result(check, pair, None, None, None, None, str(missing)))
                 if isinstance(check, NanInfCheck) and pair["model"] not in audited:  # weights: once per model
@@ -164,12 +169,38 @@ def _probe_accuracy(check: ProbeAccuracyCheck, pair: dict[str, Any], comparison:
                        ".3f")
 
 
-def _probe_monotonic(check: ProbeMonotonicCheck, pair: dict[str, Any], comparison: Any) -> Iterator[CheckResult]:
+def _probe_monotonic(check: ProbeMonotonicCheck, pair: dict[str, Any],
+                     producers: dict[str, list[str]]) -> Iterator[CheckResult]:
+    """Each probed layer against its nearest probed ancestor in the graph (not the layer run before it: parallel
+    branches and output heads are not a sequence); without the graph, against the previous probed layer."""
     kept = [(n, e["accuracy"]) for n, e in _analysed(check, pair, "probe") if e and e["accuracy"] is not None]
-    for (previous, before), (name, after) in zip(kept, kept[1:]):
+    accuracy = dict(kept)
+    for index, (name, after) in enumerate(kept):
+        previous = _nearest_ancestor(name, producers, accuracy) if producers else (
+            kept[index - 1][0] if index else None)
+        if previous is None:
+            continue
+        before = accuracy[previous]
         drop = before - after
         yield _result(check, pair, name, drop, check.tolerance, drop <= check.tolerance,
                       f"probe accuracy {before:.3f} at {previous} → {after:.3f}")
+
+
+def _nearest_ancestor(name: str, producers: dict[str, list[str]], candidates: dict[str, Any]) -> str | None:
+    """The closest layer among ``candidates`` upstream of ``name`` (breadth first; model inputs are ``input``)."""
+    frontier, seen = list(producers.get(name, [])), set()
+    while frontier:
+        following = []
+        for source in frontier:
+            key = "input" if source.startswith("input:") else source
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in candidates:
+                return key
+            following += producers.get(key, [])
+        frontier = following
+    return None
 
 
 def _drift(check: DriftCheck, pair: dict[str, Any], comparison: dict[str, Any] | None) -> Iterator[CheckResult]:
@@ -201,5 +232,5 @@ def _weights(check: WeightsCheck, pair: dict[str, Any], comparison: dict[str, An
 
 
 _RULES = {DeadUnitsCheck: _dead_units, NanInfCheck: _nan_inf, SaturationCheck: _saturation, CollapseCheck: _collapse,
-          ProbeAccuracyCheck: _probe_accuracy, ProbeMonotonicCheck: _probe_monotonic, DriftCheck: _drift,
+          ProbeAccuracyCheck: _probe_accuracy, DriftCheck: _drift,
           StatDriftCheck: _stat_drift, WeightsCheck: _weights}

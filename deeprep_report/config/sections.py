@@ -57,6 +57,10 @@ class ModelSpec(Strict):
     allow_lambda: bool = Field(
         False, description="Load Lambda layers, which run Python code stored in the model file."
     )
+    custom_objects: list[str] = Field(
+        default_factory=list, description="Python modules imported before a .keras/.h5 file is loaded, so that the "
+                                          "custom classes they register (keras.saving.register_keras_serializable) "
+                                          "load. Runs that code.")
     datasets: list[str] | None = Field(
         None, description="Names of the datasets to run this model on; default: every dataset whose shape fits."
     )
@@ -79,6 +83,11 @@ class ModelSpec(Strict):
             raise ValueError(f"give exactly one of path, builtin, application, factory, preset (got {got})")
         if self.options and (self.path is not None or self.builtin is not None):
             raise ValueError("options apply only to application, factory and preset models")
+        if self.custom_objects and self.path is None:
+            raise ValueError("custom_objects applies to models loaded from a file (path)")
+        for module in self.custom_objects:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*", module):
+                raise ValueError(f"custom_objects: expected module names such as 'mypackage.layers', got {module!r}")
         if self.factory is not None and not re.fullmatch(r"[\w.]+:[\w.]+", self.factory):
             raise ValueError(f"factory: expected 'package.module:function', got {self.factory!r}")
         if self.name is None:

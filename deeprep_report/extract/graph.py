@@ -115,7 +115,8 @@ class LayerGraph:
         if own is not None and own != "linear":
             return own, False
         if type(layer).__name__ in PASS_THROUGH and sources:
-            known = {info.path: info.activation for info in self.layers}
+            # a producer with several outputs (an LSTM's h and c) has no one activation to pass on
+            known = {info.path: info.activation if info.tensor is not None else None for info in self.layers}
             inherited = {known.get(source) for source in sources}
             if len(inherited) == 1:
                 value = inherited.pop()

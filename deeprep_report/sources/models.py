@@ -8,6 +8,7 @@ scanned for Lambda layers so the refusal names the layer and the opt-in key
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -15,7 +16,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from deeprep_report.config import Config, ModelSpec
 from deeprep_report.errors import ConfigError, did_you_mean, first_line
@@ -77,10 +78,20 @@ def _load_file(config: Config, spec: ModelSpec, path: Path, field: str) -> Any:
                 f"model {spec.name!r} contains a Lambda layer {lambdas[0]!r}, which runs Python code stored in "
                 f"the file; set {index}.allow_lambda: true to load it if you trust {shown!r}",
             )
+    index = field.split(".")[0]
+    for position, module in enumerate(spec.custom_objects):
+        try:
+            with _pipeline_folder_importable(config):
+                importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - user code
+            raise config.error(f"{index}.custom_objects[{position}]",
+                               f"cannot import {module!r}: {type(exc).__name__}: {first_line(exc)}") from None
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not spec.allow_lambda)
     except Exception as exc:  # Keras raises many types for a damaged or foreign file
-        raise config.error(field, f"cannot load {shown!r}: {first_line(exc)}") from None
+        hint = ("; if it holds custom layers, name the module that registers them in " + f"{index}.custom_objects"
+                if "custom" in str(exc).lower() or "Could not locate" in str(exc) else "")
+        raise config.error(field, f"cannot load {shown!r}: {first_line(exc)}{hint}") from None
 
 
 def lambda_layers(path: Path) -> list[str]:
@@ -187,28 +198,36 @@ def _factory(config: Config, spec: ModelSpec, field: str) -> Any:
     import keras
 
     module_name, _, attr = spec.factory.partition(":")
-    added = str(config.base_dir) not in sys.path
-    if added:
-        sys.path.insert(0, str(config.base_dir))
     keras.utils.set_random_seed(config.pipeline.run.seed)  # a factory that initialises randomly: reproducible
     try:
-        module = importlib.import_module(module_name)
-        target: Any = module
-        for part in attr.split("."):
-            target = getattr(target, part)
-        model = target(**spec.options)
+        with _pipeline_folder_importable(config):
+            module = importlib.import_module(module_name)
+            target: Any = module
+            for part in attr.split("."):
+                target = getattr(target, part)
+            model = target(**spec.options)
     except (ImportError, AttributeError) as exc:
         raise config.error(field, f"cannot import {spec.factory!r}: {first_line(exc)}") from None
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - user code
         raise config.error(field, f"{spec.factory!r} raised {type(exc).__name__}: {first_line(exc)}") from None
-    finally:
-        if added:
-            sys.path.remove(str(config.base_dir))
     if not isinstance(model, keras.Model):
         raise config.error(field, f"{spec.factory!r} returned {type(model).__name__}, expected a keras.Model")
     return model
+
+
+@contextlib.contextmanager
+def _pipeline_folder_importable(config: Config) -> Iterator[None]:
+    """The pipeline's folder on ``sys.path`` while a user's module is imported (factories, custom objects)."""
+    added = str(config.base_dir) not in sys.path
+    if added:
+        sys.path.insert(0, str(config.base_dir))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(config.base_dir))
 
 
 def _folder_sha256(folder: Path) -> str:

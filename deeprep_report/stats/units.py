@@ -15,9 +15,10 @@ import numpy as np
 from deeprep_report.stats.moments import Moments
 
 
-#: Activations whose units are *dead* when never > 0 on the whole dataset.
-RELU_FAMILY = frozenset({"relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "swish",
-                         "mish", "hard_silu", "hard_swish"})
+#: Activations whose units are *dead* when never > 0 on the whole dataset: those that output exactly 0 for every
+#: negative input. A leaky ReLU, PReLU, ELU, SELU, GELU or SiLU unit that varies below 0 still carries
+#: information (its negative side is not flat), so for them, as for every activation, dead means constant.
+RELU_FAMILY = frozenset({"relu", "relu6"})
 
 #: Bounded activations: (lower bound, upper bound, lower bound saturates, upper bound saturates).
 #: relu6's lower bound is the ReLU zero (counted as zeros), so only its upper bound saturates.
@@ -48,8 +49,8 @@ def unit_stats(moments: Moments, activation: str | None, bounded: bool) -> dict[
     """Reported per-unit statistics (each (C,)); NaN where a unit has no finite value.
 
     ``std`` is the population standard deviation (numpy's default, ddof=0).
-    A unit is dead when it never varies (min == max) or, after a ReLU-family
-    activation, is never > 0.
+    A unit is dead when it never varies (min == max) or, after a ReLU or ReLU6
+    (zero for every negative input), is never > 0.
     """
     values = np.maximum(moments.values, 1)
     has = moments.count > 0
