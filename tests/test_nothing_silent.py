@@ -278,3 +278,51 @@ class Scale(keras.layers.Layer):
                                                            "custom_objects": ["nomodule"]}]}, "missing.yaml")
     code, _, err = run(capsys, "run", str(missing))
     assert code == 2 and "models[0].custom_objects[0]: cannot import 'nomodule': ModuleNotFoundError" in err
+
+
+ODD = ["<img src=x onerror=alert(1)>", "it's \"quoted\" ç", "back\\slash", " leading space"]
+
+
+def test_any_layer_name_runs_and_stays_escaped(capsys, tmp_path):
+    inputs = keras.Input((6, 6, 2), name="pixels")
+    h = keras.layers.Flatten(name=ODD[3])(inputs)
+    for name in ODD[:3]:
+        h = keras.layers.Dense(4, activation="relu", name=name)(h)
+    model = keras.Model(inputs, h)
+    pipeline = project(tmp_path, model, store={"full_samples": "all"})
+    assert run(capsys, "run", str(pipeline), "--quiet")[0] == 0
+    from deeprep_report.store import StoreReader
+
+    with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
+        rows = store.file["datasets/d/index"][()]
+        x = zoo.data(40)["x"][rows]
+        assert store.layers("m", "d") == [ODD[3], *ODD[:3]]
+        for name in ODD[:3]:
+            expected = np.asarray(keras.Model(model.inputs, model.get_layer(name).output)(x))
+            np.testing.assert_allclose(store.layer_group("m", "d", name)["pooled"][()], expected, rtol=1e-5,
+                                       atol=1e-6)
+    html = (tmp_path / "outputs/t/report.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_nested_blocks_that_reuse_a_layer_name_run(capsys, tmp_path):
+    def block(index: int) -> keras.Model:
+        return keras.Sequential([keras.Input((72,)), keras.layers.Dense(5, activation="relu", name="dense"),
+                                 keras.layers.Dropout(0.2, name="drop")], name=f"block{index}")
+
+    inputs = keras.Input((6, 6, 2), name="pixels")
+    first, second = block(1), block(2)
+    flat = keras.layers.Flatten(name="flat")(inputs)
+    model = keras.Model(inputs, second(keras.layers.Dense(72, name="wide")(first(keras.layers.Dense(72, name="in")(flat)))))
+    pipeline = project(tmp_path, model)
+    assert run(capsys, "run", str(pipeline), "--quiet")[0] == 0
+    from deeprep_report.store import StoreReader
+
+    with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
+        assert store.layers("m", "d") == ["flat", "in", "block1/dense", "block1/drop", "wide", "block2/dense",
+                                          "block2/drop"]
+        x = zoo.data(40)["x"][store.file["datasets/d/index"][()]]
+        inner = first.get_layer("dense")
+        expected = np.asarray(inner(model.get_layer("in")(model.get_layer("flat")(x))))
+        np.testing.assert_allclose(store.layer_group("m", "d", "block1/dense")["pooled"][()], expected, rtol=1e-5,
+                                   atol=1e-6)

@@ -25,6 +25,7 @@ from deeprep_report.extract.views import LayerView
 from deeprep_report.stats import saturation_thresholds
 from deeprep_report.stats.views import BAG, ViewSpec, bag_of_tokens, view_spec
 from deeprep_report.store import StoreWriter, h5_name, pair_key, utc_now
+from deeprep_report.tf_runtime import graph_safe_names
 
 Forward = Callable[[Any], dict[str, Any]]
 
@@ -40,13 +41,13 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     """
     model, data = pair.model, pair.data
     paths = [info.path for info in model.selected]
-    forward = compile_forward(model.graph.tap_model(paths), model.graph.inputs, pair)
+    forward = compile_forward(model.graph, paths, pair)
     arrays = sorted(set(pair.binding.values()))
     new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
     folding = _Fold(store, pair, paths, stats, views, tokens,
                     _InputStore(store, data, new_inputs, views, pair) if new_inputs else None)
     started_at = utc_now()
-    with Progress(len(data.rows), f"{model.name} × {data.name}", bar=bar) as progress:
+    with graph_safe_names(), Progress(len(data.rows), f"{model.name} × {data.name}", bar=bar) as progress:
         with _Worker(depth=2, name="write") as writes, _Worker(depth=1, name="stats") as statistics:
             for start, batch in _prefetch(data, arrays):
                 outputs = forward(_structure(model.graph.inputs, pair.binding, batch))
@@ -152,16 +153,18 @@ def token_aligned(shape: tuple[int, ...], tokens: Any, path: str) -> bool:
     return len(shape) == 2 and shape[0] == tokens.length and path in tokens.downstream
 
 
-def compile_forward(tap_model: Any, inputs: Any, pair: Pair) -> Forward:
-    """A ``tf.function`` with a fixed input signature (no retracing on the last, smaller batch)."""
+def compile_forward(graph: Any, paths: list[str], pair: Pair) -> Forward:
+    """A ``tf.function`` of the selected layers' outputs, with a fixed input signature (no retracing on the last,
+    smaller batch), replaying the model's graph (:meth:`LayerGraph.run`)."""
     import tensorflow as tf
 
     arrays = pair.data.dataset.arrays
-    signature = _map(inputs, lambda t: tf.TensorSpec((None, *arrays[pair.binding[t.name]].shape), t.dtype, t.name))
+    signature = _map(graph.inputs,
+                     lambda t: tf.TensorSpec((None, *arrays[pair.binding[t.name]].shape), t.dtype, t.name))
 
     @tf.function(input_signature=[signature], autograph=False)  # plain Python: nothing for autograph to convert
     def forward(batch: Any) -> dict[str, Any]:
-        outputs = tap_model(batch, training=False)
+        outputs = graph.run(batch, paths)
         return {key: value if value.dtype == tf.float32 else tf.cast(value, tf.float32)
                 for key, value in outputs.items()}
 

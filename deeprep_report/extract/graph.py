@@ -181,10 +181,31 @@ class LayerGraph:
         names = [info.path for info in self.layers] + [info.name for info in self.layers]
         return f"no layer {selector!r} in model {self.model_name!r}{did_you_mean(selector, names)}"
 
+    def run(self, inputs: Any, paths: list[str]) -> dict[str, Any]:
+        """The outputs ``{path: tensor}`` of the given layers for real ``inputs`` (structured like the model's),
+        by replaying the graph again: unlike a tap model, this works when nested blocks reuse a layer name
+        (Keras refuses two operations of one name in one flat model)."""
+        capture = _Capture(set(paths))
+        _replay(self.model, inputs, "", capture)
+        return {path: capture.outputs[path] for path in paths}
+
     def tap_model(self, paths: list[str]) -> keras.Model:
         """A model from the replayed inputs to a dict ``{path: output}`` of the given layers."""
         tensors = {info.path: info.tensor for info in self.layers if info.path in set(paths)}
         return keras.Model(inputs=self.inputs, outputs={p: tensors[p] for p in paths}, name="deeprep_taps")
+
+
+class _Capture:
+    """Stands in for the graph while :meth:`LayerGraph.run` replays it on real tensors: keeps selected outputs."""
+
+    def __init__(self, paths: set[str]) -> None:
+        self.paths = paths
+        self.outputs: dict[str, Any] = {}
+        self.containers: list[str] = []
+
+    def _record(self, path: str, layer: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        if path in self.paths:
+            self.outputs[path] = output
 
 
 def _input_structure(model: keras.Model, model_name: str) -> Any:
@@ -225,7 +246,7 @@ def _call(operation: Any, args: tuple, kwargs: dict, prefix: str, graph: LayerGr
         return _replay(operation, nested_inputs, path + "/", graph)
     output = operation(*args, **kwargs)
     if isinstance(operation, keras.layers.Layer):
-        graph._record(prefix + operation.name, operation, args, kwargs, output)
+        graph._record(prefix + operation.name, operation, args, kwargs, output)  # graph: a LayerGraph or _Capture
     return output
 
 

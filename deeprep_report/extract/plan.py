@@ -8,7 +8,6 @@ is touched: missing or corrupt files, unknown layers, shapes that fit no model.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 
@@ -24,10 +23,6 @@ from deeprep_report.sources.models import LoadedModel, load_model
 from deeprep_report.store import Baseline, audited_pairs, data_difference, match_pairs, open_baseline
 
 log = logging.getLogger("deeprep")
-
-#: TensorFlow's rule for name scopes; a layer named otherwise fails inside any tf.function.
-_GRAPH_NAME = re.compile(r"^[A-Za-z0-9_.\\/>-]*$")
-
 
 @dataclass
 class ModelEntry:
@@ -103,10 +98,6 @@ def make_plan(config: Config) -> Plan:
             graph = LayerGraph(loaded.model, spec.name)
         except ValueError as exc:
             raise config.error(f"models[{index}]", str(exc)) from None
-        for info in graph.layers:
-            if not _GRAPH_NAME.match(info.name):
-                raise config.error(f"models[{index}]", f"layer name {info.name!r} cannot run in a TensorFlow graph "
-                                   "(allowed: letters, digits and _ . / > -); rename the layer")
         try:
             selected, skipped = graph.select(spec.layers)
         except SelectionError as exc:
