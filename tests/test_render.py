@@ -165,7 +165,7 @@ def test_names_are_escaped_everywhere(tmp_path, tf_quiet):
     assert all("onerror" not in attrs for _, attrs in Page(html).tags)
 
 
-def test_a_layer_name_tensorflow_cannot_run_is_bad_input(capsys, tmp_path, tf_quiet):
+def test_a_layer_name_tensorflow_cannot_take_runs_and_is_escaped(capsys, tmp_path, tf_quiet):
     import keras
 
     x = keras.Input((6, 6, 2), name="pixels")
@@ -173,10 +173,10 @@ def test_a_layer_name_tensorflow_cannot_run_is_bad_input(capsys, tmp_path, tf_qu
     np.savez(tmp_path / "data.npz", x=np.zeros((3, 6, 6, 2), np.float32))
     pipeline = write_pipeline(tmp_path, {"models": [{"name": "m", "path": "model.keras"}],
                                          "datasets": [{"name": "d", "path": "data.npz"}]})
-    assert main(["run", str(pipeline)]) == 2
-    assert capsys.readouterr().err == (
-        f"error: {pipeline}: models[0]: layer name {HOSTILE!r} cannot run in a TensorFlow graph "
-        "(allowed: letters, digits and _ . / > -); rename the layer\n")
+    assert main(["run", str(pipeline), "--quiet"]) == 0
+    html = (tmp_path / "outputs/deeprep-run/report.html").read_text(encoding="utf-8")
+    assert HOSTILE not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert all("onerror" not in attrs for _, attrs in Page(html).tags)
 
 
 def test_template_dir_overrides_and_settings(demo_run, tmp_path):

@@ -204,8 +204,9 @@ class _Capture:
         self.containers: list[str] = []
 
     def _record(self, path: str, layer: Any, args: tuple, kwargs: dict, output: Any) -> None:
-        if path in self.paths:
-            self.outputs[path] = output
+        if path in self.paths:  # a layer returning a one-entry dict (a SavedModel's signature) is its one tensor
+            tensors = keras.tree.flatten(output)
+            self.outputs[path] = tensors[0] if len(tensors) == 1 else output
 
 
 def _input_structure(model: keras.Model, model_name: str) -> Any:
