@@ -22,7 +22,7 @@ rows, per layer:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -170,8 +170,7 @@ def _split_by_sequence(samples: np.ndarray, test_fraction: float, seed: int) -> 
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
-def _cka(xs: list[np.ndarray], ys: list[np.ndarray], debiased: bool,
-         same: Callable[[int, int], bool] | None = None) -> list[list[float | None]]:
+def _cka(xs: list[np.ndarray], ys: list[np.ndarray], debiased: bool) -> list[list[float | None]]:
     matrix = [[cka.feature_cka(x, y, debiased) for y in ys] for x in xs]
     return [[float(v) if np.isfinite(v) else None for v in row] for row in matrix]
 

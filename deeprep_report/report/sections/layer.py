@@ -96,10 +96,7 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
     if layer["kind"] == "scalar":
         return None
     settings = ctx.settings.exemplars
-    units = ranked[: settings.units]
-    top, values = _top_rows(group["pooled"], units, settings.k)
-    labels = ctx.labels(pair["dataset"])
-    dataset = ctx.datasets[pair["dataset"]]
+    units, top, values, labels, dataset = _top_samples(ctx, pair, group, ranked)
     flat = np.unique(top)
     images = ctx.input_images(pair["dataset"], pair["model"], flat)
     if images is None:
@@ -120,17 +117,22 @@ def _text_exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, A
     """Per shown unit, the k sequences with the largest pooled activation (mean over real tokens), as text."""
     if layer["kind"] == "scalar":
         return None
-    settings = ctx.settings.exemplars
-    units = ranked[: settings.units]
-    top, values = _top_rows(group["pooled"], units, settings.k)
-    labels = ctx.labels(pair["dataset"])
-    dataset = ctx.datasets[pair["dataset"]]
+    units, top, values, labels, dataset = _top_samples(ctx, pair, group, ranked)
     wanted = sorted({int(r) for r in top.ravel()})
     text_of = dict(zip(wanted, tokens.sequence_texts(ctx, pair, wanted)))
     return [{"unit": int(unit), "rows": [{"value": number(float(v)), "text": text_of[int(r)],
                                           "label": ctx.class_name(dataset, labels, int(r))}
                                          for r, v in zip(top[i], values[i]) if np.isfinite(v)]}
             for i, unit in enumerate(units)]
+
+
+def _top_samples(ctx: ReportContext, pair: dict[str, Any], group: Any, ranked: np.ndarray) -> tuple:
+    """(shown units, their k top sample rows and values, the labels, the dataset): what both kinds of exemplars
+    show (images, or texts)."""
+    settings = ctx.settings.exemplars
+    units = ranked[: settings.units]
+    top, values = _top_rows(group["pooled"], units, settings.k)
+    return units, top, values, ctx.labels(pair["dataset"]), ctx.datasets[pair["dataset"]]
 
 
 def _rank_units(std: np.ndarray) -> np.ndarray:
