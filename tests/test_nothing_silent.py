@@ -326,3 +326,21 @@ def test_nested_blocks_that_reuse_a_layer_name_run(capsys, tmp_path):
         expected = np.asarray(inner(model.get_layer("in")(model.get_layer("flat")(x))))
         np.testing.assert_allclose(store.layer_group("m", "d", "block1/dense")["pooled"][()], expected, rtol=1e-5,
                                    atol=1e-6)
+
+
+def test_a_damaged_image_is_one_line_before_any_work(capsys, tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6, 3), 40 * i, dtype=np.uint8)).save(tmp_path / "images" / label / f"{i}.png")
+    damaged = tmp_path / "images" / "b" / "2.png"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]).save(
+        tmp_path / "model.keras")
+    pipeline = write_pipeline(tmp_path, {"models": [{"name": "m", "path": "model.keras"}],
+                                         "datasets": [{"name": "pets", "path": "images"}]})
+    code, out, err = run(capsys, "run", str(pipeline))
+    assert (code, out, err.count("\n")) == (2, "", 1) and f"datasets[0].path: {damaged}: cannot read image" in err
+    assert not (tmp_path / "outputs").exists()

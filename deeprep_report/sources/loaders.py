@@ -4,6 +4,7 @@ text files (:mod:`deeprep_report.sources.text`); every problem is a :class:`Conf
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,21 @@ def _check_rescale(config: Config, spec: DatasetSpec, field_: str, info: object,
             raise config.error(where, f"array {name!r} is not numeric ({dtype}); rescale multiplies numbers")
 
 
+def _check_images(config: Config, field_: str, files: list[Path]) -> None:
+    """Every image file is checked (its format and structure, without decoding the pixels) before a run folder
+    exists, so a damaged file is one error line up front, not a failure after extraction has begun."""
+    from PIL import Image
+
+    started = time.perf_counter()
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.verify()
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged file
+            raise config.error(field_, f"{file}: cannot read image: {first_line(exc) or type(exc).__name__}") from None
+    log.debug("%d image files checked in %.2f s", len(files), time.perf_counter() - started)
+
+
 def _pick_arrays(
     config: Config, spec: DatasetSpec, field_: str, shapes: dict[str, tuple[int, ...]]
 ) -> tuple[list[str], str | None]:
@@ -155,6 +171,7 @@ def _image_folder(config: Config, spec: DatasetSpec, root: Path, field_: str) ->
         labels += [label] * len(found)
     if not files:
         raise config.error(field_, f"dataset {spec.name!r} is empty (no images in {spec.path!r})")
+    _check_images(config, field_, files)
     size = spec.image_size
     if size is None:
         from PIL import Image
