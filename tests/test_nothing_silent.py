@@ -67,7 +67,9 @@ def test_weights_audit_equals_numpy_on_the_weights(capsys, tmp_path):
         assert row["top_singular_value"] == pytest.approx(sigma[0], rel=1e-6)
         assert row["stable_rank"] == pytest.approx((sigma ** 2).sum() / sigma[0] ** 2, rel=1e-6)
     html = (tmp_path / "outputs/t/report.html").read_text(encoding="utf-8")
-    assert "<th scope=\"col\">stable rank</th>" in html or "stable rank</th>" in html
+    from deeprep_report.report.formatting import number
+
+    assert 'stable rank</th>' in html and f'<td class="num">{number(rows["wide"]["stable_rank"])}</td>' in html
 
 
 def test_a_nan_weight_behind_a_relu_fails_the_default_audit(capsys, tmp_path):

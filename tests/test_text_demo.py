@@ -148,7 +148,7 @@ def test_layer_graph_replays_the_model_and_taps_its_own_outputs(model, encoded):
     assert all(info.capturable for info in graph.layers)
     assert graph.input_names == ["token_ids"]
     ids = encoded[0][:48]
-    taps = graph.tap_model(LAYERS)(ids)
+    taps = graph.run(ids, LAYERS)
     for name in LAYERS:
         own = keras.Model(model.input, model.get_layer(name).output)(ids)
         np.testing.assert_allclose(np.asarray(taps[name]), np.asarray(own), rtol=0, atol=1e-6, err_msg=name)

@@ -86,6 +86,10 @@ class _Fold:
         if self.inputs is not None:
             writes.submit(self.inputs.write, start, batch)
         jobs = []
+        size = len(next(iter(batch.values())))
+        if self.tokens is not None:  # the same for every layer of the batch
+            mask, content = self.tokens.batch_mask(start, size), self.tokens.batch_content(start, size)
+            rows, where = self.tokens.batch_positions(start, size)
         for path, writer in self.writers.items():
             activations = np.asarray(outputs[path])  # a view of TensorFlow's buffer, no copy
             accumulator = self.accumulators.get(path)
@@ -96,10 +100,8 @@ class _Fold:
             if path not in self.contexts:
                 jobs.append((writer, accumulator.update(activations), keep, view.apply(activations), None))
                 continue
-            mask = self.tokens.batch_mask(start, len(activations))
             pooled = accumulator.update(activations, mask)
-            self.contexts[path].update(start, activations, self.tokens.batch_content(start, len(activations)))
-            rows, where = self.tokens.batch_positions(start, len(activations))
+            self.contexts[path].update(start, activations, content)
             token_rows = (rows, view.rows(activations[where[:, 0], where[:, 1]]))
             jobs.append((writer, pooled, keep, view.apply_sequence(activations, mask, pooled), token_rows))
         writes.submit(_write_layers, start, jobs)

@@ -183,16 +183,12 @@ class LayerGraph:
 
     def run(self, inputs: Any, paths: list[str]) -> dict[str, Any]:
         """The outputs ``{path: tensor}`` of the given layers for real ``inputs`` (structured like the model's),
-        by replaying the graph again: unlike a tap model, this works when nested blocks reuse a layer name
+        by replaying the graph again: unlike one flat Keras model of all the outputs, this works when nested blocks reuse a layer name
         (Keras refuses two operations of one name in one flat model)."""
         capture = _Capture(set(paths))
         _replay(self.model, inputs, "", capture)
         return {path: capture.outputs[path] for path in paths}
 
-    def tap_model(self, paths: list[str]) -> keras.Model:
-        """A model from the replayed inputs to a dict ``{path: output}`` of the given layers."""
-        tensors = {info.path: info.tensor for info in self.layers if info.path in set(paths)}
-        return keras.Model(inputs=self.inputs, outputs={p: tensors[p] for p in paths}, name="deeprep_taps")
 
 
 class _Capture:
