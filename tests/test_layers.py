@@ -111,5 +111,8 @@ def test_subclassed_model_without_inputs_is_a_clear_error():
         def call(self, inputs):
             return self.dense(inputs)
 
-    with pytest.raises(ValueError, match="has no defined inputs"):
+    with pytest.raises(ValueError) as caught:
         LayerGraph(Net(), "net")
+    assert str(caught.value) == (
+        "model 'net' is a subclassed model that was never built or called, so its input shape is unknown; call it "
+        "once on a batch (or model.build(shape)) before returning it")

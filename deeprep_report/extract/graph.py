@@ -20,6 +20,7 @@ from keras.src.models.functional import Functional
 from keras.src.models.sequential import Sequential
 
 from deeprep_report.config.selectors import is_pattern, matches
+from deeprep_report.extract import subclassed
 from deeprep_report.errors import did_you_mean
 
 #: Layers whose output is a re-arrangement or subset of their input: they keep the input's activation.
@@ -79,16 +80,45 @@ class LayerGraph:
     def __init__(self, model: keras.Model, model_name: str) -> None:
         self.model = model
         self.model_name = model_name
+        self.subclassed = subclassed.is_subclassed(model)
+        structure = (subclassed.input_structure(model, model_name) if self.subclassed
+                     else _input_structure(model, model_name))
         self.inputs = keras.tree.map_structure(
-            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), _input_structure(model, model_name)
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), structure
         )
         self.input_names = [t.name for t in keras.tree.flatten(self.inputs)]
-        self.layers: list[LayerInfo] = []
         self.containers: list[str] = []
+        self._paths: dict[int, str] = {}
+        if self.subclassed and not all(layer.built for layer in model._flatten_layers(include_self=False)):
+            subclassed.build_like(model, self.inputs)  # built by build(shape) only: its sublayers' weights now
+        self._trace()
+        if self.subclassed and self._embedding_inputs():  # token ids: trace again with integer inputs
+            self.inputs = keras.tree.map_structure(
+                lambda t: keras.Input(batch_shape=t.shape, dtype="int32" if t.name in self._embedding_inputs()
+                                      else t.dtype, name=t.name), self.inputs)
+            self._trace()
+        self._mark_shared()
+
+    def _trace(self) -> None:
+        self.layers: list[LayerInfo] = []
         self._producer: dict[int, str] = {id(t): f"input:{t.name}" for t in keras.tree.flatten(self.inputs)}
         self._calls: dict[int, int] = {}
-        _replay(model, self.inputs, "", self)
-        self._mark_shared()
+        if not self.subclassed:
+            _replay(self.model, self.inputs, "", self)
+            return
+        recorder = subclassed.trace(self.model, self.inputs, self)
+        self._paths = recorder.paths
+        for path, layer in recorder.uncalled():
+            self._calls[id(layer)] = 1
+            self.layers.append(LayerInfo(
+                path=path, name=layer.name, class_name=type(layer).__name__, output_shape=None,
+                params=_count_params(layer), inputs=(), activation=activation_name(layer),
+                reason="not used by the model's call() for these inputs", layer_id=id(layer), layer=layer))
+
+    def _embedding_inputs(self) -> set[str]:
+        """Inputs read directly by an Embedding: token ids, integer-typed."""
+        return {source[len("input:"):] for info in self.layers if info.class_name == "Embedding"
+                for source in info.inputs if source.startswith("input:")}
 
     # -- replay bookkeeping --------------------------------------------------------------------
     def _record(self, path: str, layer: keras.layers.Layer, args: tuple, kwargs: dict, output: Any) -> None:
@@ -186,7 +216,10 @@ class LayerGraph:
         by replaying the graph again: unlike one flat Keras model of all the outputs, this works when nested blocks reuse a layer name
         (Keras refuses two operations of one name in one flat model)."""
         capture = _Capture(set(paths))
-        _replay(self.model, inputs, "", capture)
+        if self.subclassed:
+            subclassed.call_recorded(self.model, inputs, subclassed.Recorder(self.model, dict(self._paths), capture))
+        else:
+            _replay(self.model, inputs, "", capture)
         return {path: capture.outputs[path] for path in paths}
 
 
@@ -212,7 +245,7 @@ def _input_structure(model: keras.Model, model_name: str) -> Any:
         return graph.input
     except (AttributeError, ValueError):
         raise ValueError(
-            f"model {model_name!r} has no defined inputs (a subclassed model that was never called?); "
+            f"model {model_name!r} has no defined inputs; "
             "build it from keras.Input so its layers can be traced"
         ) from None
 
@@ -248,7 +281,10 @@ def _call(operation: Any, args: tuple, kwargs: dict, prefix: str, graph: LayerGr
 
 
 def _is_tensor(value: Any) -> bool:
-    return isinstance(value, keras.KerasTensor)
+    """A symbolic tensor: Keras's (replayed graphs) or TensorFlow's (traced subclassed models)."""
+    import tensorflow as tf
+
+    return isinstance(value, (keras.KerasTensor, tf.Tensor))
 
 
 def _capture_problem(tensors: list[Any]) -> str | None:

@@ -49,8 +49,9 @@ def load_model(config: Config, index: int) -> LoadedModel:
         if not path.exists():
             raise config.error(f"{where}.path", f"no such file {spec.path!r}")
         if path.is_dir():
-            model = _load_saved_model(config, spec, path, f"{where}.path")
-            return LoadedModel(spec.name, model, f"savedmodel:{path}", _folder_sha256(path), path)
+            model, reader = _load_saved_model(config, spec, path, f"{where}.path")
+            source = f"savedmodel:{path}" if reader == "v2" else f"savedmodel-v1:{path}"
+            return LoadedModel(spec.name, model, source, _folder_sha256(path), path)
         model = _load_file(config, spec, path, f"{where}.path")
         return LoadedModel(spec.name, model, f"file:{path}", file_sha256(path), path)
     if spec.preset is not None:
@@ -124,28 +125,16 @@ def lambda_layers(path: Path) -> list[str]:
     return found
 
 
-def _load_saved_model(config: Config, spec: ModelSpec, path: Path, field: str) -> Any:
-    """Wrap a SavedModel's serving signature as a Keras model; its internals are not visible."""
-    import keras
-    import tensorflow as tf
+def _load_saved_model(config: Config, spec: ModelSpec, path: Path, field: str) -> tuple[Any, str]:
+    """(the SavedModel's serving outputs as a Keras model, which TensorFlow loader read it)."""
+    from deeprep_report.sources.savedmodels import SavedModelError, load_saved_model
 
     if not (path / "saved_model.pb").is_file():
         raise config.error(field, f"{spec.path!r} is a folder without saved_model.pb; expected a SavedModel")
     try:
-        loaded = tf.saved_model.load(str(path))
-        endpoint = "serving_default" if "serving_default" in loaded.signatures else next(iter(loaded.signatures))
-        _, kwargs = loaded.signatures[endpoint].structured_input_signature
-        inputs = {key: keras.Input(batch_shape=tuple(spec_.shape), dtype=spec_.dtype.name, name=key)
-                  for key, spec_ in kwargs.items()}
-        layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint, name="saved_model")
-        outputs = layer(next(iter(inputs.values())) if len(inputs) == 1 else inputs)
-        if isinstance(outputs, dict) and len(outputs) > 1:
-            outputs = {key: keras.layers.Identity(name=key)(value) for key, value in outputs.items()}
-        elif isinstance(outputs, dict):
-            outputs = next(iter(outputs.values()))
-        return keras.Model(next(iter(inputs.values())) if len(inputs) == 1 else inputs, outputs, name=spec.name)
-    except StopIteration:
-        raise config.error(field, f"{spec.path!r}: the SavedModel has no serving signature") from None
+        return load_saved_model(path, spec.name)
+    except SavedModelError as exc:
+        raise config.error(field, f"cannot load SavedModel {spec.path!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a damaged folder
         raise config.error(field, f"cannot load SavedModel {spec.path!r}: {first_line(exc)}") from None
 
