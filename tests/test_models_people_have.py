@@ -220,3 +220,30 @@ def test_keras2_savedmodel_and_h5_files_are_read(capsys, tmp_path, keras2_files)
         assert store.layers("h5", "d")[-2:] == ["hidden", "out"]
         np.testing.assert_allclose(store.layer_group("h5", "d", "hidden")["pooled"][()], hidden, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(store.layer_group("h5", "d", "out")["pooled"][()], out, rtol=1e-5, atol=1e-6)
+
+
+def test_time_distributed_multi_output_and_nested_batchnorm_equal_keras():
+    frames = keras.Input((3, 8, 8, 2), name="frames")
+    conv = keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, activation="relu"), name="per_frame")(frames)
+    pooled = keras.layers.GlobalAveragePooling3D(name="pool")(conv)
+    inner = keras.Input((4,))
+    block = keras.Model(inner, keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(4, name="dense")(inner)),
+                        name="block")
+    h = block(pooled)
+    model = keras.Model(frames, [keras.layers.Dense(2, activation="softmax", name="cls")(h),
+                                 keras.layers.Dense(1, name="reg")(h)])
+    graph = LayerGraph(model, "video")
+    selected, skipped = graph.select("all")
+    assert [(i.path, i.activation) for i in selected] == [
+        ("per_frame", "relu"), ("pool", "relu"), ("block/dense", "linear"), ("block/bn", None), ("reg", "linear"),
+        ("cls", "softmax")]  # execution order
+    assert skipped == []
+    x = np.random.default_rng(0).random((5, 3, 8, 8, 2), dtype=np.float32)
+    import tensorflow as tf
+
+    outputs = tf.function(lambda batch: graph.run(batch, [i.path for i in selected]))(tf.constant(x))
+    cls, reg = model(x)
+    np.testing.assert_allclose(outputs["cls"], cls, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["reg"], reg, rtol=1e-5, atol=1e-6)
+    by_hand = model.get_layer("per_frame").layer(x.reshape(15, 8, 8, 2)).numpy().reshape(5, 3, 6, 6, 4)
+    np.testing.assert_allclose(outputs["per_frame"], by_hand, rtol=1e-5, atol=1e-6)

@@ -112,6 +112,13 @@ def test_weight_change_against_a_baseline_and_the_weights_rule(capsys, tmp_path)
     failed = [r["layer"] for r in summary(tmp_path / "outputs/now")["checks"]["results"] if r["status"] == "fail"]
     assert exact_wide > 0.07  # clear of the threshold, so the sketch's error cannot flip the check
     assert (code, sorted(failed)) == (1, ["conv", "wide"])
+    from deeprep_report.report.formatting import number
+
+    html = (tmp_path / "outputs/now/report.html").read_text(encoding="utf-8")
+    changes_section = html[html.index('<section id="changes">'):]
+    assert f"Largest weight change: <code>conv</code> ({number(changes['conv'])} relative" in changes_section
+    row = changes_section[changes_section.index("<code>wide</code>"):]
+    assert row.split("</td>")[1].endswith(f'<td class="num">{number(changes["wide"])}')  # CKA, then weight change
 
 
 def test_an_unevaluated_check_is_never_a_pass(capsys, tmp_path):
@@ -138,6 +145,30 @@ def test_a_baseline_that_matches_no_pair_is_an_error(capsys, tmp_path):
                                     "run: it has m × d; this run has m2 × d2"), err
 
 
+def test_a_baseline_or_run_folder_with_a_malformed_summary_is_one_line(capsys, tmp_path):
+    pipeline = project(tmp_path, small_model())
+    assert run(capsys, "run", str(pipeline), "--quiet", "--set", "run.name=base")[0] == 0
+    base = tmp_path / "outputs/base"
+    good = summary(base)
+    path = base / "summary.json"
+    broken_pair = {**good, "pairs": [{**good["pairs"][0], "model": 3}]}
+    older = {**good, "schema_version": 5, "datasets": [{"name": "d"}]}
+    for content, problem in [
+        ([1, 2], f"{path}: expected a JSON object, got a JSON list"),
+        (broken_pair, f"{path}: pairs[0].model: 3 is not of type 'string' (not a summary.json as deeprep writes it)"),
+        (older, f"{path}: datasets[0].fingerprint: expected a string (not a summary.json as deeprep writes it)"),
+    ]:
+        path.write_text(json.dumps(content), encoding="utf-8")
+        for args in (("validate", str(pipeline), "--baseline", str(base)), ("render", str(base))):
+            code, _, err = run(capsys, *args)
+            prefix = "baseline " if args[0] == "validate" else ""
+            assert (code, err.count("\n")) == (2, 1) and err.endswith(f"{prefix}{problem}\n"), err
+    path.write_text(json.dumps(good), encoding="utf-8")
+    (base / "activations.h5").write_bytes(b"not a store")
+    code, _, err = run(capsys, "validate", str(pipeline), "--baseline", str(base))
+    assert code == 2 and err.count("\n") == 1 and f"baseline {base / 'activations.h5'}: cannot read the store" in err
+
+
 def test_rescale_applies_to_arrays_and_unscaled_integers_are_said(capsys, tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, size=(40, 6, 6, 2)).astype(np.uint8)
     small_model().save(tmp_path / "model.keras")
@@ -151,10 +182,16 @@ def test_rescale_applies_to_arrays_and_unscaled_integers_are_said(capsys, tmp_pa
         stored = store["datasets/d/inputs/x"][()]
         rows = store["datasets/d/index"][()]
     np.testing.assert_allclose(stored, pixels[rows].astype(np.float32) / 255, rtol=1e-6)
+    assert summary(tmp_path / "outputs/t")["pairs"][0]["unscaled_inputs"] == []
     plain = write_pipeline(tmp_path, {**base, "datasets": [{"name": "d", "path": "data.npz"}]}, "plain.yaml")
     code, _, err = run(capsys, "run", str(plain))
     assert code == 0 and ("array 'x' holds uint8 values fed unscaled into the float input 'pixels' of model m; set "
                           "datasets[0].rescale (e.g. 1/255)") in err
+    assert summary(tmp_path / "outputs/t")["pairs"][0]["unscaled_inputs"] == [
+        {"input": "pixels", "array": "x", "dtype": "uint8", "field": "datasets[0].rescale"}]
+    html = (tmp_path / "outputs/t/report.html").read_text(encoding="utf-8")
+    assert ("array &#39;x&#39; holds uint8 values fed unscaled into the float input &#39;pixels&#39;; set "
+            "datasets[0].rescale (e.g. 1/255)") in html
 
 
 @pytest.mark.parametrize("entry,message", [

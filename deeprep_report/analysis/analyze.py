@@ -7,6 +7,7 @@ per-layer numbers go to the summary (``docs/summary.md`` documents each).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def _pair(store: StoreReader, model: str, dataset: str) -> dict[str, Any]:
         "seconds": attrs["seconds"], "samples_per_second": attrs["samples_per_second"],
         "layers": [_layer(store, model, dataset, path) for path in store.layers(model, dataset)],
         "analysis": None, "reused_from": attrs.get("reused_from") or None, "tokens": _tokens(store, model, dataset),
+        "unscaled_inputs": json.loads(attrs.get("unscaled_inputs", "[]")),
     }
 
 

@@ -19,7 +19,8 @@ class Finding:
 
 
 def find(summary: dict[str, Any], saturation_at_least: float, anchors: dict[tuple[str, str, str], str]) -> list[Finding]:
-    """Dead units, non-finite values, saturated layers, non-finite inputs and skipped layers, in report order.
+    """Dead units, non-finite values, saturated layers, non-finite and unscaled inputs and skipped layers, in
+    report order.
 
     ``anchors`` maps (model, dataset, layer path) to the id of that layer's section.
     """
@@ -37,6 +38,11 @@ def find(summary: dict[str, Any], saturation_at_least: float, anchors: dict[tupl
     for pair in summary["pairs"]:
         if pair["model"] in baselines:  # a random-weights twin: its dead units are not findings
             continue
+        for item in pair.get("unscaled_inputs") or []:  # schema 7
+            found.append(Finding("unscaled input", f"{pair['model']} × {pair['dataset']}",
+                                 f"array {item['array']!r} holds {item['dtype']} values fed unscaled into the float "
+                                 f"input {item['input']!r}; set {item['field']} (e.g. 1/255) if the model expects "
+                                 "[0, 1]", "datasets"))
         analysis = pair.get("analysis") or {}
         constant = {name for name, flag in zip(analysis.get("layers", []), analysis.get("constant") or []) if flag}
         for layer in pair["layers"]:

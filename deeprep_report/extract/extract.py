@@ -44,7 +44,7 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
                          bar)
         else:
             _reuse_pair(pair, store, found, stored_inputs)
-        store.set_attrs(pair_key(pair.model.name, pair.data.name), {"cache_key": key})
+        store.set_attrs(pair_key(pair.model.name, pair.data.name), {"cache_key": key, "unscaled_inputs": pair.unscaled})
     store.set_attrs("/", {
         "dataset_names": [data.name for data in plan.datasets], "model_names": [m.name for m in plan.models],
         "pairs": [[pair.model.name, pair.data.name] for pair in plan.pairs],

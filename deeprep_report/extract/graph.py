@@ -308,6 +308,8 @@ def _count_params(layer: keras.layers.Layer) -> int:
 def activation_name(layer: keras.layers.Layer) -> str | None:
     """The activation a layer applies last, as a lowercase name (``relu``, ``softmax``...), if any."""
     kind = type(layer).__name__
+    if kind == "TimeDistributed":  # the wrapped layer's output, frame by frame, is the wrapper's output
+        return activation_name(layer.layer)
     if kind == "ReLU":
         if getattr(layer, "max_value", None) == 6:
             return "relu6"

@@ -56,6 +56,7 @@ class Pair:
     data: DatasetEntry
     binding: dict[str, str]
     tokens: PairTokens | None = None  # a sequence of tokens: ids, the mask of real tokens, the token sample
+    unscaled: list[dict[str, str]] = field(default_factory=list)  # integer pixels fed as they are to a float input
 
 
 @dataclass
@@ -165,7 +166,7 @@ def _add_random_baselines(config: Config, plan: Plan) -> None:
                              weights_sha256(clone), None)
         twin = ModelEntry(model.index, loaded, graph, selected, skipped, baseline_of=model.name)
         plan.models.append(twin)
-        plan.pairs += [Pair(twin, pair.data, pair.binding, pair.tokens) for pair in plan.pairs if pair.model is model]
+        plan.pairs += [Pair(twin, pair.data, pair.binding, pair.tokens, pair.unscaled) for pair in plan.pairs if pair.model is model]
         log.info("model %s: random baseline %s added", model.name, name)
 
 
@@ -181,9 +182,8 @@ def _pairs(config: Config, plan: Plan) -> list[Pair]:
             binding, problem = bind_inputs(model, data, config)
             if problem is None:
                 tokens = _tokens(config, model, data, binding)
-                if tokens is None:
-                    _warn_unscaled(model, data, binding)
-                pairs.append(Pair(model, data, binding, tokens))
+                unscaled = unscaled_inputs(model, data, binding) if tokens is None else []
+                pairs.append(Pair(model, data, binding, tokens, unscaled))
             elif wanted is not None:
                 raise config.error(*problem)
             else:
@@ -213,15 +213,19 @@ def _tokens(config: Config, model: ModelEntry, data: DatasetEntry, binding: dict
     return tokens
 
 
-def _warn_unscaled(model: ModelEntry, data: DatasetEntry, binding: dict[str, str]) -> None:
-    """Integer pixels (0–255) fed as they are to a float input usually mean a forgotten ``rescale``: said, once."""
+def unscaled_inputs(model: ModelEntry, data: DatasetEntry, binding: dict[str, str]) -> list[dict[str, str]]:
+    """Integer pixels (0–255) fed as they are to a float input usually mean a forgotten ``rescale``: a warning
+    in the log and, through the summary, a finding in the report."""
     inputs = {t.name: t for t in _flat_inputs(model.graph)}
+    found = []
     for name, array in binding.items():
         kind = data.dataset.arrays[array].dtype
         if kind.kind == "u" and "float" in str(inputs[name].dtype):
             log.warning("dataset %s: array %r holds %s values fed unscaled into the float input %r of model %s; set "
                         "datasets[%d].rescale (e.g. 1/255) if the model expects [0, 1]", data.name, array, kind,
                         name, model.name, data.index)
+            found.append({"input": name, "array": array, "dtype": str(kind), "field": f"datasets[{data.index}].rescale"})
+    return found
 
 
 def bind_inputs(model: ModelEntry, data: DatasetEntry, config: Config) -> tuple[dict[str, str], tuple[str, str] | None]:

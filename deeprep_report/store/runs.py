@@ -18,9 +18,9 @@ import yaml
 
 from deeprep_report import __version__
 from deeprep_report.config import Pipeline, apply_override, validate
-from deeprep_report.errors import UserError
+from deeprep_report.errors import UserError, first_line
 from deeprep_report.store.activations import StoreReader, h5_name
-from deeprep_report.store.summary import READABLE_VERSIONS
+from deeprep_report.store.summary import READABLE_VERSIONS, SCHEMA_VERSION, schema
 
 STORE = "activations.h5"
 SUMMARY = "summary.json"
@@ -44,14 +44,58 @@ def load_summary(run_dir: Path) -> dict:
         raise UserError(f"{run_dir}: no such run folder")
     if not path.is_file():
         raise UserError(f"{run_dir}: no summary.json, so this is not a finished run")
+    return read_summary(path)
+
+
+def read_summary(path: Path, role: str = "") -> dict[str, Any]:
+    """A summary.json read from a run folder (untrusted input), checked before anything uses it: JSON, an
+    object, a readable version, and the structure of that version (the whole schema for the current one)."""
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not readable JSON: {exc}") from None
+        raise UserError(f"{role}{path}: not readable JSON: {first_line(exc)}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{role}{path}: expected a JSON object, got a JSON {type(summary).__name__}")
     if summary.get("schema_version") not in READABLE_VERSIONS:
-        raise UserError(f"{path}: summary schema version {summary.get('schema_version')!r}; this deeprep "
-                        f"{__version__} renders versions {', '.join(map(str, READABLE_VERSIONS))}")
+        raise UserError(f"{role}{path}: summary schema version {summary.get('schema_version')!r}; this deeprep "
+                        f"{__version__} reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+    problem = summary_problem(summary)
+    if problem:
+        raise UserError(f"{role}{path}: {problem} (not a summary.json as deeprep writes it)")
     return summary
+
+
+def summary_problem(summary: dict[str, Any]) -> str | None:
+    """Where a summary departs from its version's structure, or None. The current version is validated against
+    its JSON Schema; older ones against the core every version has (run, models, datasets, pairs)."""
+    if summary["schema_version"] == SCHEMA_VERSION:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(summary))
+        if error is None:
+            return None
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        return f"{where or 'top level'}: {_short(error.message)}"
+    for key, kind in (("run", dict), ("models", list), ("datasets", list), ("pairs", list)):
+        if not isinstance(summary.get(key), kind):
+            return f"{key}: expected a JSON {'object' if kind is dict else 'array'}"
+    for key, fields in CORE_FIELDS.items():
+        for index, item in enumerate(summary[key]):
+            for name, kind in fields:
+                value = item.get(name) if isinstance(item, dict) else None
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    return f"{key}[{index}].{name}: expected {'a string' if kind is str else 'an integer'}"
+    return None
+
+
+#: The fields every summary version has and every reader of a run folder relies on.
+CORE_FIELDS = {"models": (("name", str),), "datasets": (("name", str), ("fingerprint", str), ("n_rows", int)),
+               "pairs": (("model", str), ("dataset", str))}
+
+
+def _short(message: str, limit: int = 160) -> str:
+    message = (message.splitlines() or [""])[0]
+    return message if len(message) <= limit else message[:limit] + "…"
 
 
 def stored_pipeline(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> Pipeline:
@@ -106,10 +150,16 @@ def open_baseline(folder: str | Path) -> Baseline:
         raise UserError(f"baseline {folder}: no such run folder")
     if not summary_path.is_file() or not (folder / STORE).is_file():
         raise UserError(f"baseline {folder}: not a finished run (summary.json and activations.h5 are needed)")
+    summary = read_summary(summary_path, "baseline ")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"baseline {summary_path}: not readable JSON: {exc}") from None
+        with StoreReader(folder / STORE) as store:
+            missing = [d["name"] for d in summary["datasets"]
+                       if f"datasets/{h5_name(d['name'])}/index" not in store.file]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"baseline {folder / STORE}: cannot read the store: {first_line(exc)}") from None
+    if missing:
+        raise UserError(f"baseline {folder / STORE}: no rows stored for dataset {missing[0]!r} of its summary; the "
+                        "store and summary.json are not of one run")
     return Baseline(folder.resolve(), summary)
 
 

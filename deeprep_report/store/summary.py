@@ -19,10 +19,10 @@ import numpy as np
 from deeprep_report.store.runfolder import write_atomic
 
 SCHEMA_ID = "deeprep-summary"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Versions this tool can still read (render): 1 lacks the depth analysis, 2 the checks, 3 the analysis views,
-#: 4 the masks and token analysis of sequence models, 5 the weights audit.
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: 4 the masks and token analysis of sequence models, 5 the weights audit, 6 the unscaled-input list.
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 NONFINITE_NOTE = "NaN and +/-Infinity are written as null"
 
 

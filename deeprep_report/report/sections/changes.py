@@ -1,5 +1,6 @@
-"""The Changes since baseline section: per compared pair, CKA with the baseline by layer and the change of
-each statistic (``summary.json``'s ``comparison`` block)."""
+"""The Changes since baseline section: per compared pair, CKA with the baseline by layer, the change of each
+statistic and of the layer's weights (``summary.json``'s ``comparison`` block): what changed in the model next
+to what changed in its representations."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def build(ctx: ReportContext) -> dict[str, Any] | None:
     if not comparison:
         return None
     flagged = _flagged(summary)
+    weights = {item["model"]: {layer["path"]: layer["relative_change"] for layer in item["layers"]}
+               for item in comparison.get("weights") or []}  # schema 6
     pairs = []
     for index, pair in enumerate(comparison["pairs"]):
         names = [layer["path"] for layer in pair["layers"]]
@@ -32,18 +35,22 @@ def build(ctx: ReportContext) -> dict[str, Any] | None:
             "1 is the same representation up to rotation and scale; low values show where the model changed most.",
             lambda names=names, values=values: figures.depth_profile(names, {"CKA with baseline": values},
                                                                      "linear CKA"))
+        changed = weights.get(pair["model"], {})
         rows = []
         for layer in pair["layers"]:
             probe = layer["probe"]
-            rows.append({"path": layer["path"], "cka": layer["cka"],
+            rows.append({"path": layer["path"], "cka": layer["cka"], "weight_change": changed.get(layer["path"]),
                          "changes": [(layer["stats"][key]["baseline"], layer["stats"][key]["current"])
                                      for key, _ in CHANGED],
                          "probe": (probe["baseline"], probe["current"]) if probe else None,
                          "flagged": flagged.get((pair["model"], pair["dataset"], layer["path"]), [])})
         lowest = min(((v, n) for n, v in zip(names, values) if v is not None), default=None)
+        moved = max(((v, n) for n, v in changed.items() if v is not None), default=None)
         pairs.append({"id": f"changes-{index}", "title": title, "baseline_model": pair["baseline_model"],
                       "figure": figure, "rows": rows, "columns": [label for _, label in CHANGED],
                       "lowest": {"layer": lowest[1], "cka": lowest[0]} if lowest else None,
+                      "weights_compared": bool(changed),
+                      "most_changed_weights": {"layer": moved[1], "change": moved[0]} if moved else None,
                       "unmatched": pair["unmatched"], "notes": pair.get("notes", [])})
     return {"baseline": comparison["baseline"], "pairs": pairs, "unmatched_pairs": comparison["unmatched_pairs"]}
 
