@@ -142,6 +142,8 @@ def test_a_subclassed_model_runs_and_stores_its_sublayers_outputs(capsys, tmp_pa
     assert sum(row["params"] for row in weights) == net.count_params()  # each weight counted once
     html = (tmp_path / "outputs/t/report.html").read_text(encoding="utf-8")
     assert "blocks/0/dense" in html and "not used by the model&#39;s call() for these inputs" in html
+    block_row = html[html.index("<code>blocks/0</code>"):].split("</tr>")[0]
+    assert "weights in its sublayers&#39; rows" in block_row  # its Dense and LayerNormalization rows hold them
 
 
 KERAS2 = '''
