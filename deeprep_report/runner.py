@@ -91,7 +91,7 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         line = verdict.line(where)
         if config.pipeline.report.enabled:
             mark = time.perf_counter()
-            render(folder.stage)
+            render(folder.stage, template_dir=config.pipeline.report.template_dir)
             log.info("report rendered in %.1f s", time.perf_counter() - mark)
         log.info("run finished in %.1f s: %s", time.perf_counter() - clock, line)
         run_log.detach()
@@ -192,5 +192,5 @@ def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str
     report = run_dir / (REPORT if (run_dir / REPORT).exists() else "summary.json")
     write_markdown(run_dir / MARKDOWN, summary, display_path(report))
     if report.name == REPORT:
-        render(run_dir)
+        render(run_dir, overrides)
     return verdict, verdict.line(display_path(report))

@@ -88,8 +88,8 @@ def test_exit_codes_follow_the_checks_and_fail_on(capsys, project):
     assert summary["checks"]["verdict"] == {"status": "FAIL", "failed": 1, "warnings": 0, "not_evaluated": 0,
                                             "passed": 0}
     markdown = (project / "outputs/t/summary.md").read_text()
-    assert f"**FAIL 1 check failed, 0 warnings — {report}**" in markdown
-    assert "| FAIL | fail | `dead_units` | m × d | hidden | 0.25 | 0.1 | 1 of 4 units dead |" in markdown
+    assert f"**FAIL 1 check failed, 0 warnings** — ` {report} `" in markdown
+    assert "| FAIL | fail | `dead_units` | ` m ` × ` d ` | ` hidden ` | 0.25 | 0.1 | 1 of 4 units dead |" in markdown
     html = (project / "outputs/t/report.html").read_text()
     assert '<p class="banner fail" role="status"><a href="#checks">FAIL: 1 check failed, 0 warnings, 0 passed.</a>' in html
     assert run(capsys, ["run", str(strict), "--quiet", "--fail-on", "never"])[0] == 0

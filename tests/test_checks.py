@@ -173,10 +173,33 @@ def test_markdown_lists_what_did_not_pass_and_escapes_cells():
     run = summary(pair([layer("a|b", dead=6), layer("c")]))
     run["checks"] = summarise(checks, False, evaluate(checks, run, None))
     text = markdown(run, "out/report.html")
-    assert text.splitlines()[0] == "## deeprep: nightly — FAIL"
-    assert "**FAIL 1 check failed, 0 warnings — out/report.html** (1 checks passed)" in text
-    assert "| FAIL | fail | `dead_units` | m × d | a\\|b | 0.6 | 0.5 | 6 of 10 units dead |" in text
-    assert "| c |" not in text
+    assert text.splitlines()[0] == "## deeprep: ` nightly ` — FAIL"
+    assert "**FAIL 1 check failed, 0 warnings** — ` out/report.html ` (1 checks passed)" in text
+    assert "| FAIL | fail | `dead_units` | ` m ` × ` d ` | ` a\\|b ` | 0.6 | 0.5 | 6 of 10 units dead |" in text
+    assert "` c `" not in text
+
+
+HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "[click](javascript:alert(1))", "# Injected\nheading",
+                 "![pixel](https://evil.example/p.png)", "``tick`` name"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_markdown_names_are_code_spans_and_details_are_escaped(name):
+    checks = [check(rule="dead_units", max=0.5)]
+    run = summary(pair([layer(name, dead=6)]))
+    run["run"]["name"] = name
+    run["checks"] = summarise(checks, False, evaluate(checks, run, None))
+    run["checks"]["results"][0]["detail"] = f"see {name} at https://evil.example"
+    text = markdown(run, "out/report.html")
+    lines = text.splitlines()
+    assert len(lines) == 7 and lines[0].startswith("## deeprep: `") and not any(
+        line.startswith("#") for line in lines[1:])  # one heading, no injected one, no broken row
+    fence = "```" if "``" in name else "`"
+    shown = name.replace("\n", " ")
+    assert lines[0] == f"## deeprep: {fence} {shown} {fence} — FAIL"
+    assert f"| {fence} {shown} {fence} |" in lines[-1]
+    detail = lines[-1].rsplit("|", 2)[-2]
+    assert "<" not in detail and "](" not in detail and "https://" not in detail and "https\\:\\/\\/" in detail
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -1,7 +1,13 @@
-"""``summary.md``: the verdict and the checks that did not pass, for CI job summaries and PR comments."""
+"""``summary.md``: the verdict and the checks that did not pass, for CI job summaries and PR comments.
+
+Pasted into a CI job summary or a pull-request comment, Markdown is rendered, so every name (models,
+datasets, layers, runs: chosen by whoever made the run) goes in as a code span (:func:`_code`: no HTML, link,
+image or heading can come out of it) and every free text as escaped text (:func:`_text`).
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +25,12 @@ def write_markdown(path: Path, summary: dict[str, Any], report: str) -> None:
 def markdown(summary: dict[str, Any], report: str) -> str:
     verdict = verdict_of(summary)
     results = results_of(summary)
-    lines = [f"## deeprep: {summary['run']['name']} — {verdict.status}", "",
-             f"**{verdict.line(report)}** ({verdict.passed} checks passed)", ""]
+    lines = [f"## deeprep: {_code(summary['run']['name'])} — {verdict.status}", "",
+             f"**{verdict.status} {verdict.counts()}** — {_code(report)} ({verdict.passed} checks passed)", ""]
     comparison = summary.get("comparison")
     if comparison:
-        lines += [f"Compared with baseline run `{comparison['baseline']['name']}` "
-                  f"({comparison['baseline']['started']}).", ""]
+        lines += [f"Compared with baseline run {_code(comparison['baseline']['name'])} "
+                  f"({_text(comparison['baseline']['started'])}).", ""]
         lines += _drift_table(comparison)
     shown = [r for r in results if r.status != "pass"]
     if shown:
@@ -32,8 +38,9 @@ def markdown(summary: dict[str, Any], report: str) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for r in shown:
             status = "not evaluated" if r.status == NOT_EVALUATED else ("FAIL" if r.severity == "fail" else "warn")
-            lines.append(f"| {status} | {r.severity} | `{r.rule}` | {_cell(r.model)} × {_cell(r.dataset)} | "
-                         f"{_cell(r.layer or '–')} | {_number(r.value)} | {_number(r.threshold)} | {_cell(r.detail)} |")
+            lines.append(f"| {status} | {r.severity} | `{r.rule}` | {_code(r.model)} × {_code(r.dataset)} | "
+                         f"{_code(r.layer) if r.layer else '–'} | {_number(r.value)} | {_number(r.threshold)} | "
+                         f"{_text(r.detail)} |")
     else:
         lines.append("Every check passed.")
     return "\n".join(lines) + "\n"
@@ -42,14 +49,33 @@ def markdown(summary: dict[str, Any], report: str) -> str:
 def _drift_table(comparison: dict[str, Any]) -> list[str]:
     lines = []
     for pair in comparison["pairs"]:
-        lines += [f"Linear CKA with the baseline, {_cell(pair['model'])} × {_cell(pair['dataset'])}: "
-                  + ", ".join(f"{_cell(layer['path'])} {_number(layer['cka'])}" for layer in pair["layers"]), ""]
+        lines += [f"Linear CKA with the baseline, {_code(pair['model'])} × {_code(pair['dataset'])}: "
+                  + ", ".join(f"{_code(layer['path'])} {_number(layer['cka'])}" for layer in pair["layers"]), ""]
     return lines
 
 
-def _cell(text: str) -> str:
-    """Markdown table cell text: pipes and newlines would break the row."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:/])")
+
+
+def _plain(text: object) -> str:
+    """One line: control characters (newlines included) become spaces, so no row or heading can be broken."""
+    return _CONTROL.sub(" ", str(text))
+
+
+def _code(text: object) -> str:
+    """A name as an inline code span: its content is never parsed (no HTML, links, emphasis), fenced by more
+    backticks than it holds; ``|`` escaped, which GitHub tables need even inside code spans."""
+    plain = _plain(text).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", plain)), default=0) + 1)
+    return f"{fence} {plain} {fence}"
+
+
+def _text(text: object) -> str:
+    """Free text (a check's detail) escaped: HTML special characters as entities, Markdown punctuation with a
+    backslash (which also breaks ``https://`` and ``www.`` autolinks apart)."""
+    plain = _plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return _PUNCTUATION.sub(r"\\\1", plain)
 
 
 def _number(value: float | None) -> str:

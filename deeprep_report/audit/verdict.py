@@ -44,8 +44,9 @@ class Verdict:
         return int(self.status == "FAIL" or (fail_on == "warn" and self.status == "WARN"))
 
     def line(self, where: str) -> str:
-        """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``."""
-        return f"{self.status} {self.counts()} — {where}"
+        """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``, always one line (a control
+        character in a path read from someone's run folder becomes a space)."""
+        return f"{self.status} {self.counts()} — {''.join(' ' if ch.isspace() or not ch.isprintable() else ch for ch in where)}"
 
     def counts(self, with_passed: bool = False) -> str:
         """``2 checks failed, 3 warnings[, 9 passed][, 1 not evaluated]``."""

@@ -7,10 +7,10 @@ without TensorFlow and without opening any store.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -19,7 +19,7 @@ from deeprep_report.audit.verdict import CheckResult, verdict
 from deeprep_report.config import ReportSection
 from deeprep_report.errors import UserError
 from deeprep_report.report.templates import rendered_at, template_environment
-from deeprep_report.store import write_atomic
+from deeprep_report.store import read_summary, write_atomic
 
 log = logging.getLogger("deeprep")
 INDEX = "index.html"
@@ -64,11 +64,11 @@ def write_pairs_index(run_dir: Path, summary: dict[str, Any], anchors: dict[tupl
 
 def _run_row(path: Path) -> dict[str, Any] | None:
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        run = summary["run"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("index: skipping %s: %s", path, exc)
+        summary = read_summary(path)  # a sibling folder is untrusted: validated, skipped (and said) if malformed
+    except UserError as exc:
+        log.warning("index: skipping %s", exc)
         return None
+    run = summary["run"]
     verdict = (summary.get("checks") or {}).get("verdict")
     folder = path.parent.name
     report = path.parent / "report.html"
@@ -80,8 +80,14 @@ def _run_row(path: Path) -> dict[str, Any] | None:
     if summary.get("comparison"):
         detail += f"; compared with {summary['comparison']['baseline']['name']}"
     return {"started": run.get("started", ""), "when": run.get("started", ""), "name": f"{run.get('name', folder)} ({folder})",
-            "href": f"{folder}/report.html" if report.is_file() else f"{folder}/summary.json",
+            "href": _relative_href(folder, "report.html" if report.is_file() else "summary.json"),
             "status": verdict["status"] if verdict else "no checks", "detail": detail}
+
+
+def _relative_href(folder: str, file: str) -> str:
+    """A link into a sibling folder that no folder name can turn into a scheme (``javascript:``) or break:
+    percent-encoded, and starting with ``./``."""
+    return f"./{quote(folder, safe='')}/{file}"
 
 
 def _write(target: Path, context: dict[str, Any], environment: jinja2.Environment | None = None) -> Path:

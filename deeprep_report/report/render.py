@@ -16,8 +16,11 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import jinja2
+
 from deeprep_report import __version__
 from deeprep_report.config import ReportSection
+from deeprep_report.errors import UserError
 from deeprep_report.report.index import INDEX, write_pairs_index
 from deeprep_report.report.sections import build
 from deeprep_report.report.templates import rendered_at, template_environment
@@ -27,16 +30,25 @@ log = logging.getLogger("deeprep")
 REPORT = "report.html"
 
 
-def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
-    """Write ``run_dir/report.html`` (atomically) and return its path."""
+def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | None = None) -> Path:
+    """Write ``run_dir/report.html`` (atomically) and return its path.
+
+    The run folder is untrusted, so the ``report.template_dir`` stored in it is not used: templates come from
+    ``template_dir`` (the pipeline of the user's own ``deeprep run``) or from ``--set report.template_dir=``
+    on the user's own command line; otherwise the shipped ones.
+    """
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     with open_store(run_dir) as store:
-        settings = stored_settings(store, run_dir, overrides)
+        settings = _trusted_templates(stored_settings(store, run_dir, overrides), overrides, template_dir)
         environment = template_environment(settings)
         context = build(summary, store, settings)
-    html = environment.get_template("report.html.j2").render(**context, rendered_at=rendered_at(),
-                                                               tool_version=__version__)
+    try:
+        html = environment.get_template("report.html.j2").render(**context, rendered_at=rendered_at(),
+                                                                   tool_version=__version__)
+    except jinja2.exceptions.SecurityError as exc:
+        raise UserError(f"report.template_dir {settings.template_dir}: a template did something the sandbox "
+                        f"refuses: {exc}") from None
     target = run_dir / REPORT
     write_atomic(target, html)
     if len(context["pairs"]) > 1:
@@ -50,6 +62,16 @@ def render(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
         log.warning("report.html is %.1f MB, over report.size_budget_mb (%.1f MB): show fewer layers "
                     "(report.layers) or smaller galleries (report.gallery)", size, settings.size_budget_mb)
     return target
+
+
+def _trusted_templates(settings: ReportSection, overrides: Sequence[str], template_dir: str | None) -> ReportSection:
+    """The settings with only a trusted ``template_dir``: the caller's, one given with ``--set``, or none."""
+    if any(item.split("=", 1)[0].strip() == "report.template_dir" for item in overrides):
+        return settings
+    if settings.template_dir is not None and template_dir is None:
+        log.warning("the run folder's report.template_dir %s is not used (a run folder is untrusted input); pass "
+                    "--set report.template_dir=%s to render with it", settings.template_dir, settings.template_dir)
+    return settings.model_copy(update={"template_dir": template_dir})
 
 
 def stored_settings(store: StoreReader, run_dir: Path, overrides: Sequence[str] = ()) -> ReportSection:

@@ -1,6 +1,11 @@
 """The Jinja2 environment of every page: the shipped templates (top-level ``templates/``, installed as
 ``deeprep_report.templates``), a user's ``report.template_dir`` first, autoescaping on, and the
-"rendered at" time (``SOURCE_DATE_EPOCH`` for reproducible bytes)."""
+"rendered at" time (``SOURCE_DATE_EPOCH`` for reproducible bytes).
+
+The environment is Jinja's immutable sandbox: a template reaches only the data it is given, never Python
+internals (``cycler.__init__.__globals__``) or methods that change it. Templates are still trusted input
+(docs/security.md) — the sandbox is the second wall, the first is that a run folder's stored
+``template_dir`` is never used (:func:`deeprep_report.report.render.render`)."""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
+import jinja2.sandbox
 
 from deeprep_report.config import ReportSection
 from deeprep_report.errors import UserError
 from deeprep_report.report.formatting import number, percent
 
 
-def template_environment(settings: ReportSection) -> jinja2.Environment:
+def template_environment(settings: ReportSection) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     """Jinja2 with autoescaping; ``report.template_dir`` first, then the shipped templates."""
     folders = []
     if settings.template_dir is not None:
@@ -24,7 +30,8 @@ def template_environment(settings: ReportSection) -> jinja2.Environment:
             raise UserError(f"report.template_dir: no such folder {settings.template_dir!r}")
         folders.append(str(folder))
     folders.append(str(shipped_templates()))
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(folders), autoescape=True,
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
+                                     loader=jinja2.FileSystemLoader(folders), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True)
     environment.filters["number"] = number

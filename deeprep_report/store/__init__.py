@@ -12,7 +12,7 @@ from deeprep_report.store.activations import (
 from deeprep_report.store.provenance import package_versions, platform_info, utc_now
 from deeprep_report.store.runfolder import RunFolder, display_path, write_atomic
 from deeprep_report.store.runs import (
-    Baseline, data_difference, load_summary, match_pairs, open_baseline, open_store, stored_pipeline,
+    Baseline, data_difference, load_summary, match_pairs, open_baseline, open_store, read_summary, stored_pipeline,
 )
 from deeprep_report.store.summary import (
     NONFINITE_NOTE, READABLE_VERSIONS, SCHEMA_ID, SCHEMA_VERSION, audited_pairs, random_twins, to_json_value, write_json,
@@ -21,6 +21,6 @@ from deeprep_report.store.summary import (
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "NONFINITE_NOTE", "READABLE_VERSIONS", "SCHEMA_ID", "SCHEMA_VERSION", "Baseline",
     "LayerWriter", "RunFolder", "StoreReader", "StoreWriter", "audited_pairs", "data_difference", "display_path",
-    "h5_name", "layer_key", "load_summary", "match_pairs", "open_baseline", "open_store", "package_versions", "pair_key",
+    "h5_name", "layer_key", "load_summary", "match_pairs", "open_baseline", "open_store", "read_summary", "package_versions", "pair_key",
     "platform_info", "random_twins", "read_rows", "stored_pipeline", "to_json_value", "utc_now", "write_atomic", "write_json",
 ]

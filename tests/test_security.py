@@ -1,0 +1,72 @@
+"""Safe under hostile input (issue 13): a run folder never makes the tool run code — its stored
+``report.template_dir`` is not used, and every template runs in Jinja's immutable sandbox."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import yaml
+
+from deeprep_report.cli import main
+
+
+
+def hostile_templates(folder: Path, marker: Path) -> Path:
+    """A template folder whose report page would run a shell command outside a sandbox."""
+    folder.mkdir()
+    (folder / "report.html.j2").write_text(
+        "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}", encoding="utf-8")
+    return folder
+
+
+def with_stored_template_dir(run_dir: Path, template_dir: Path) -> None:
+    """What a hostile run folder can hold: a stored config naming a template folder it ships."""
+    with h5py.File(run_dir / "activations.h5", "r+") as store:
+        config = yaml.safe_load(store.attrs["config"])
+        config["report"]["template_dir"] = str(template_dir)
+        store.attrs["config"] = yaml.safe_dump(config)
+
+
+def test_a_run_folder_cannot_choose_the_templates_it_is_rendered_with(demo_run, tmp_path, capsys):
+    run_dir = tmp_path / "theirs"
+    shutil.copytree(demo_run[0], run_dir)
+    marker = tmp_path / "pwned"
+    with_stored_template_dir(run_dir, hostile_templates(run_dir / "templates", marker))
+    capsys.readouterr()
+    assert main(["render", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert f"the run folder's report.template_dir {run_dir / 'templates'} is not used (a run folder is untrusted " \
+           "input)" in err
+    assert '<section id="models">' in (run_dir / "report.html").read_text(encoding="utf-8")  # shipped templates
+    assert main(["check", str(run_dir), "--quiet"]) in (0, 1) and not marker.exists()
+
+
+def test_a_template_the_user_names_runs_sandboxed(demo_run, tmp_path, capsys):
+    run_dir = tmp_path / "mine"
+    shutil.copytree(demo_run[0], run_dir)
+    marker = tmp_path / "pwned"
+    templates = hostile_templates(tmp_path / "templates", marker)
+    capsys.readouterr()
+    code = main(["render", str(run_dir), "--quiet", "--set", f"report.template_dir={templates}"])
+    err = capsys.readouterr().err
+    assert (code, err.count("\n")) == (2, 1) and not marker.exists()
+    assert err.startswith(f"error: report.template_dir {templates}: a template did something the sandbox refuses: "
+                          "access to attribute '__init__' of 'type' object is unsafe"), err
+
+
+def test_index_links_cannot_run_script_and_malformed_runs_are_skipped(demo_run, tmp_path, capsys):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    shutil.copytree(demo_run[0], out / "javascript:alert(1)")
+    shutil.copytree(demo_run[0], out / "broken")
+    (out / "broken" / "summary.json").write_text("[1, 2]", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["index", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"index: skipping {out / 'broken' / 'summary.json'}: expected a JSON object, got a JSON list" in err
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="./javascript%3Aalert%281%29/report.html"' in html and 'href="javascript' not in html
+    assert "broken" not in html.split("<tbody>")[1]
