@@ -70,3 +70,34 @@ def test_index_links_cannot_run_script_and_malformed_runs_are_skipped(demo_run, 
     html = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="./javascript%3Aalert%281%29/report.html"' in html and 'href="javascript' not in html
     assert "broken" not in html.split("<tbody>")[1]
+
+
+def test_sigterm_is_a_clean_exit_like_ctrl_c(tmp_path):
+    """What CI cancel and ``docker stop`` send: one line, exit 143, the staging folder removed, nothing
+    published."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from conftest import write_pipeline
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((4000, 28, 28, 1), dtype=np.float32), y=np.arange(4000) % 10)
+    pipeline = write_pipeline(tmp_path, {"run": {"name": "t"}, "models": [{"builtin": "digits_cnn"}],
+                                         "datasets": [{"name": "d", "path": "data.npz", "batch_size": 8}]})
+    process = subprocess.Popen([sys.executable, "-m", "deeprep_report", "run", str(pipeline), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    run_dir = tmp_path / "outputs/t"
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob(".deeprep-partial-*")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert list(run_dir.glob(".deeprep-partial-*")), "the run never started staging"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert (process.returncode, out, err) == (143, "", "terminated (SIGTERM)\n")
+    assert not list(run_dir.glob(".deeprep-partial-*")) and not (run_dir / "summary.json").exists()
