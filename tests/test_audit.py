@@ -357,7 +357,9 @@ def test_index_lists_run_folders_newest_first(capsys, tmp_path):
     def fake_run(folder: str, name: str, started: str, status: str | None) -> None:
         path = tmp_path / folder
         path.mkdir()
-        summary = {"run": {"name": name, "started": started}, "pairs": [{"model": "m", "dataset": "d"}]}
+        summary = {"schema_version": 5, "run": {"name": name, "started": started}, "models": [{"name": "m"}],
+                   "datasets": [{"name": "d", "fingerprint": "sha256:0", "n_rows": 1}],
+                   "pairs": [{"model": "m", "dataset": "d"}]}
         if status:
             summary["checks"] = {"verdict": {"status": status, "failed": int(status == "FAIL"), "warnings": 0,
                                              "not_evaluated": 0, "passed": 3}}
@@ -375,7 +377,7 @@ def test_index_lists_run_folders_newest_first(capsys, tmp_path):
     html = (tmp_path / "index.html").read_text()
     rows = re.findall(r'<td>([^<]+)</td>\s*<td><a href="([^"]+)">([^<]+)</a></td>\s*<td class="status [^"]+">([^<]+)</td>',
                       html)
-    assert rows == [("2026-11-25T02:00:00Z", "wednesday/report.html", "nightly (wednesday)", "FAIL"),
-                    ("2026-11-24T02:00:00Z", "tuesday/report.html", "nightly &lt;b&gt; (tuesday)", "no checks"),
-                    ("2026-11-23T02:00:00Z", "monday/report.html", "nightly (monday)", "PASS")]
+    assert rows == [("2026-11-25T02:00:00Z", "./wednesday/report.html", "nightly (wednesday)", "FAIL"),
+                    ("2026-11-24T02:00:00Z", "./tuesday/report.html", "nightly &lt;b&gt; (tuesday)", "no checks"),
+                    ("2026-11-23T02:00:00Z", "./monday/report.html", "nightly (monday)", "PASS")]
     assert run(capsys, ["index", str(tmp_path / "none")])[0] == 2

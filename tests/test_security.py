@@ -7,9 +7,29 @@ import shutil
 from pathlib import Path
 
 import h5py
+import numpy as np
+import pytest
 import yaml
 
+import models as zoo
+from conftest import write_pipeline
 from deeprep_report.cli import main
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """One finished run of a small model (minimal preset): renders in a second or two."""
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    folder = tmp_path_factory.mktemp("small")
+    zoo.sequential().save(folder / "model.keras")
+    np.savez(folder / "data.npz", **zoo.data(30))
+    pipeline = write_pipeline(folder, {"run": {"name": "small", "preset": "minimal"},
+                                       "models": [{"name": "m", "path": "model.keras"}],
+                                       "datasets": [{"name": "d", "path": "data.npz"}]})
+    assert main(["run", str(pipeline), "--quiet"]) == 0
+    return folder / "outputs/small"
 
 
 
@@ -29,9 +49,9 @@ def with_stored_template_dir(run_dir: Path, template_dir: Path) -> None:
         store.attrs["config"] = yaml.safe_dump(config)
 
 
-def test_a_run_folder_cannot_choose_the_templates_it_is_rendered_with(demo_run, tmp_path, capsys):
+def test_a_run_folder_cannot_choose_the_templates_it_is_rendered_with(small_run, tmp_path, capsys):
     run_dir = tmp_path / "theirs"
-    shutil.copytree(demo_run[0], run_dir)
+    shutil.copytree(small_run, run_dir)
     marker = tmp_path / "pwned"
     with_stored_template_dir(run_dir, hostile_templates(run_dir / "templates", marker))
     capsys.readouterr()
@@ -44,9 +64,9 @@ def test_a_run_folder_cannot_choose_the_templates_it_is_rendered_with(demo_run, 
     assert main(["check", str(run_dir), "--quiet"]) in (0, 1) and not marker.exists()
 
 
-def test_a_template_the_user_names_runs_sandboxed(demo_run, tmp_path, capsys):
+def test_a_template_the_user_names_runs_sandboxed(small_run, tmp_path, capsys):
     run_dir = tmp_path / "mine"
-    shutil.copytree(demo_run[0], run_dir)
+    shutil.copytree(small_run, run_dir)
     marker = tmp_path / "pwned"
     templates = hostile_templates(tmp_path / "templates", marker)
     capsys.readouterr()
@@ -57,11 +77,11 @@ def test_a_template_the_user_names_runs_sandboxed(demo_run, tmp_path, capsys):
                           "access to attribute '__init__' of 'type' object is unsafe"), err
 
 
-def test_index_links_cannot_run_script_and_malformed_runs_are_skipped(demo_run, tmp_path, capsys):
+def test_index_links_cannot_run_script_and_malformed_runs_are_skipped(small_run, tmp_path, capsys):
     out = tmp_path / "outputs"
     out.mkdir()
-    shutil.copytree(demo_run[0], out / "javascript:alert(1)")
-    shutil.copytree(demo_run[0], out / "broken")
+    shutil.copytree(small_run, out / "javascript:alert(1)")
+    shutil.copytree(small_run, out / "broken")
     (out / "broken" / "summary.json").write_text("[1, 2]", encoding="utf-8")
     capsys.readouterr()
     assert main(["index", str(out)]) == 0
@@ -80,10 +100,6 @@ def test_sigterm_is_a_clean_exit_like_ctrl_c(tmp_path):
     import subprocess
     import sys
     import time
-
-    import numpy as np
-
-    from conftest import write_pipeline
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "data.npz", x=rng.random((4000, 28, 28, 1), dtype=np.float32), y=np.arange(4000) % 10)
