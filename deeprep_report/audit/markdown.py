@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deeprep_report.audit.verdict import NOT_EVALUATED, results_of, verdict_of
+from deeprep_report.audit.verdict import NOT_EVALUATED, one_line, results_of, verdict_of
 from deeprep_report.store import write_atomic
 
 MARKDOWN = "summary.md"
@@ -54,19 +54,13 @@ def _drift_table(comparison: dict[str, Any]) -> list[str]:
     return lines
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:/])")
-
-
-def _plain(text: object) -> str:
-    """One line: control characters (newlines included) become spaces, so no row or heading can be broken."""
-    return _CONTROL.sub(" ", str(text))
 
 
 def _code(text: object) -> str:
     """A name as an inline code span: its content is never parsed (no HTML, links, emphasis), fenced by more
     backticks than it holds; ``|`` escaped, which GitHub tables need even inside code spans."""
-    plain = _plain(text).replace("|", "\\|")
+    plain = one_line(text).replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall(r"`+", plain)), default=0) + 1)
     return f"{fence} {plain} {fence}"
 
@@ -74,7 +68,7 @@ def _code(text: object) -> str:
 def _text(text: object) -> str:
     """Free text (a check's detail) escaped: HTML special characters as entities, Markdown punctuation with a
     backslash (which also breaks ``https://`` and ``www.`` autolinks apart)."""
-    plain = _plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    plain = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     return _PUNCTUATION.sub(r"\\\1", plain)
 
 

@@ -25,6 +25,12 @@ class CheckResult:
     detail: str
 
 
+def one_line(text: object) -> str:
+    """``text`` on one line: whitespace and unprintable characters (newlines, U+2028, controls) become spaces,
+    so a name or path from someone's run folder cannot break a line of output (stdout, summary.md)."""
+    return "".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in str(text))
+
+
 @dataclass(frozen=True)
 class Verdict:
     """PASS (every check evaluated and passed), WARN (only warn-severity checks failed, or a check could not be
@@ -46,7 +52,7 @@ class Verdict:
     def line(self, where: str) -> str:
         """``FAIL 2 checks failed, 3 warnings — outputs/nightly/report.html``, always one line (a control
         character in a path read from someone's run folder becomes a space)."""
-        return f"{self.status} {self.counts()} — {''.join(' ' if ch.isspace() or not ch.isprintable() else ch for ch in where)}"
+        return f"{self.status} {self.counts()} — {one_line(where)}"
 
     def counts(self, with_passed: bool = False) -> str:
         """``2 checks failed, 3 warnings[, 9 passed][, 1 not evaluated]``."""

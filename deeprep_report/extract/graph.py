@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras.src.models.functional import Functional
 from keras.src.models.sequential import Sequential
 
@@ -92,10 +93,11 @@ class LayerGraph:
         if self.subclassed and not all(layer.built for layer in model._flatten_layers(include_self=False)):
             subclassed.build_like(model, self.inputs)  # built by build(shape) only: its sublayers' weights now
         self._trace()
-        if self.subclassed and self._embedding_inputs():  # token ids: trace again with integer inputs
+        token_inputs = self._embedding_inputs() if self.subclassed else set()
+        if token_inputs:  # token ids: trace again with integer inputs
             self.inputs = keras.tree.map_structure(
-                lambda t: keras.Input(batch_shape=t.shape, dtype="int32" if t.name in self._embedding_inputs()
-                                      else t.dtype, name=t.name), self.inputs)
+                lambda t: keras.Input(batch_shape=t.shape, dtype="int32" if t.name in token_inputs else t.dtype,
+                                      name=t.name), self.inputs)
             self._trace()
         self._mark_shared()
 
@@ -282,8 +284,6 @@ def _call(operation: Any, args: tuple, kwargs: dict, prefix: str, graph: LayerGr
 
 def _is_tensor(value: Any) -> bool:
     """A symbolic tensor: Keras's (replayed graphs) or TensorFlow's (traced subclassed models)."""
-    import tensorflow as tf
-
     return isinstance(value, (keras.KerasTensor, tf.Tensor))
 
 

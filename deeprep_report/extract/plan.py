@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,7 +167,7 @@ def _add_random_baselines(config: Config, plan: Plan) -> None:
                              weights_sha256(clone), None)
         twin = ModelEntry(model.index, loaded, graph, selected, skipped, baseline_of=model.name)
         plan.models.append(twin)
-        plan.pairs += [Pair(twin, pair.data, pair.binding, pair.tokens, pair.unscaled) for pair in plan.pairs if pair.model is model]
+        plan.pairs += [dataclasses.replace(pair, model=twin) for pair in plan.pairs if pair.model is model]
         log.info("model %s: random baseline %s added", model.name, name)
 
 

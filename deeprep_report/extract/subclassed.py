@@ -104,7 +104,7 @@ class Recorder:
             return
         path = self.paths.get(id(layer))
         if path is None:  # a layer not held as an attribute (made inside call): known by its name only
-            path = self.paths[id(layer)] = f"{layer.name}"
+            path = self.paths[id(layer)] = layer.name
         self.called.add(id(layer))
         self.target._record(path, layer, args, kwargs, output)
 

@@ -20,6 +20,7 @@ import jinja2
 
 from deeprep_report import __version__
 from deeprep_report.config import ReportSection
+from deeprep_report.config.overrides import parse_field_path
 from deeprep_report.errors import UserError
 from deeprep_report.report.index import INDEX, write_pairs_index
 from deeprep_report.report.sections import build
@@ -66,7 +67,7 @@ def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | Non
 
 def _trusted_templates(settings: ReportSection, overrides: Sequence[str], template_dir: str | None) -> ReportSection:
     """The settings with only a trusted ``template_dir``: the caller's, one given with ``--set``, or none."""
-    if any(item.split("=", 1)[0].strip() == "report.template_dir" for item in overrides):
+    if any(parse_field_path(item.partition("=")[0].strip()) == ("report", "template_dir") for item in overrides):
         return settings
     if settings.template_dir is not None and template_dir is None:
         log.warning("the run folder's report.template_dir %s is not used (a run folder is untrusted input); pass "

@@ -34,18 +34,14 @@ class SavedModelError(Exception):
 
 def load_saved_model(path: Path, name: str) -> tuple[Any, str]:
     """(a Keras model of the folder's serving outputs, which loader read it: ``"v2"`` or ``"v1"``)."""
-    import tensorflow as tf
-
+    endpoint = _endpoint(path)
     try:
-        layer = keras.layers.TFSMLayer(str(path), call_endpoint=_endpoint(tf.saved_model.load(str(path))),
-                                       name="saved_model")
+        layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint, name="saved_model")
         reader = "v2"
         signature = layer.call_endpoint_fn
-    except SavedModelError:
-        raise
     except Exception as first:  # noqa: BLE001 - TensorFlow raises many types for a folder it cannot revive
         try:
-            layer = V1SignatureLayer(path, name="saved_model")
+            layer = V1SignatureLayer(path, endpoint, name="saved_model")
         except Exception as second:  # noqa: BLE001
             raise SavedModelError(f"{first_line(first)} (TensorFlow's v1 loader: {first_line(second)})") from None
         log.info("model %s: SavedModel read by TensorFlow's v1 loader (%s); its serving outputs are captured, its "
@@ -63,21 +59,28 @@ def load_saved_model(path: Path, name: str) -> tuple[Any, str]:
     return keras.Model(next(iter(inputs.values())) if len(inputs) == 1 else inputs, outputs, name=name), reader
 
 
-def _endpoint(loaded: Any) -> str:
-    if not loaded.signatures:
+def _endpoint(path: Path) -> str:
+    """The signature to call, read from ``saved_model.pb`` (so the folder is loaded once, by the reader that
+    wraps it): ``serving_default``, else the first one (``__``-prefixed ones are TensorFlow's own)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    names = [name for graph in proto.meta_graphs for name in graph.signature_def if not name.startswith("__")]
+    if not names:
         raise SavedModelError("the SavedModel has no serving signature")
-    return "serving_default" if "serving_default" in loaded.signatures else next(iter(loaded.signatures))
+    return "serving_default" if "serving_default" in names else names[0]
 
 
 class V1SignatureLayer(keras.layers.Layer):
     """A SavedModel's serving signature read by TensorFlow's v1 loader, as one Keras layer."""
 
-    def __init__(self, path: Path, **kwargs: Any) -> None:
+    def __init__(self, path: Path, endpoint: str, **kwargs: Any) -> None:
         from tensorflow.python.saved_model import load_v1_in_v2  # the v1 reader; no public v2-eager equivalent
 
         super().__init__(**kwargs)
         self._loaded = load_v1_in_v2.load(str(path), tags=["serve"])
-        self.function = self._loaded.signatures[_endpoint(self._loaded)]
+        self.function = self._loaded.signatures[endpoint]
         self._names = list(self.function.structured_input_signature[1])
         for weight_name, value in checkpoint_weights(path):  # copies for the audit; the graph uses its own
             self.add_weight(name=weight_name, shape=value.shape, dtype=str(value.dtype), trainable=False,

@@ -8,6 +8,7 @@ is not a finished run is refused with the same one-line error everywhere.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def summary_problem(summary: dict[str, Any]) -> str | None:
     if summary["schema_version"] == SCHEMA_VERSION:
         import jsonschema
 
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(summary))
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(summary))
         if error is None:
             return None
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
@@ -91,6 +92,19 @@ def summary_problem(summary: dict[str, Any]) -> str | None:
 #: The fields every summary version has and every reader of a run folder relies on.
 CORE_FIELDS = {"models": (("name", str),), "datasets": (("name", str), ("fingerprint", str), ("n_rows", int)),
                "pairs": (("model", str), ("dataset", str))}
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    """The current schema's validator, built once (``deeprep index`` validates every run folder it lists)."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def _rows_key(dataset: str) -> str:
+    """Where a run's store keeps the rows it used of ``dataset``."""
+    return f"datasets/{h5_name(dataset)}/index"
 
 
 def _short(message: str, limit: int = 160) -> str:
@@ -137,7 +151,7 @@ class Baseline:
         out = {}
         with StoreReader(self.store_path) as store:
             for dataset in self.summary["datasets"]:
-                rows = store.file[f"datasets/{h5_name(dataset['name'])}/index"][()]
+                rows = store.file[_rows_key(dataset["name"])][()]
                 out[dataset["name"]] = (rows, dataset["fingerprint"], dataset["n_rows"])
         return out
 
@@ -153,8 +167,7 @@ def open_baseline(folder: str | Path) -> Baseline:
     summary = read_summary(summary_path, "baseline ")
     try:
         with StoreReader(folder / STORE) as store:
-            missing = [d["name"] for d in summary["datasets"]
-                       if f"datasets/{h5_name(d['name'])}/index" not in store.file]
+            missing = [d["name"] for d in summary["datasets"] if _rows_key(d["name"]) not in store.file]
     except (OSError, ValueError) as exc:
         raise UserError(f"baseline {folder / STORE}: cannot read the store: {first_line(exc)}") from None
     if missing:
