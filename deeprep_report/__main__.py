@@ -1,5 +1,5 @@
 """``python -m deeprep_report`` is the ``deeprep`` command."""
 
-from deeprep_report.cli import main
+from deeprep_report.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -1,8 +1,9 @@
 """The ``deeprep`` command: thin over the library, responsible for exit codes.
 
 Exit codes: 0 success; 1 the run's checks failed (``--fail-on`` says which
-failures count); 2 bad input (config, model, data, usage, baseline), one line
-on stderr; 3 internal error (a bug), one line on stderr and the traceback in
+failures count); 2 bad input (config, model, data, usage, baseline, a run
+folder in use or not deeprep's) or a fault of the machine (disk full,
+read-only folder, permission denied), one line on stderr; 3 internal error (a bug), one line on stderr and the traceback in
 ``run.log``. ``--debug`` shows tracebacks and TensorFlow's own output.
 ``run`` and ``check`` print one verdict line on stdout.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
 import tempfile
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deeprep_report import __version__, logs
-from deeprep_report.errors import UserError
+from deeprep_report.errors import UserError, fault_error
 
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -58,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = pipeline_command("run", "extract activations, compute statistics, check them, write the run folder")
     run.add_argument("--out", type=Path, help="write the run's files into this folder")
     run.add_argument("--force", action="store_true",
-                     help="re-extract every pair even when a run in the output folder could be reused")
+                     help="write into a folder deeprep did not make (replacing files with its file names), and "
+                          "re-extract every pair even when a run in the output folder could be reused")
     audit_options(run)
     baseline_option(pipeline_command("validate", "check the config, files, models, layers and baseline without "
                                                  "extracting"))
@@ -95,14 +99,38 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+#: Set when HDF5 failed to write (disk full): its library state is then broken, and its finalizers crash the
+#: interpreter at exit (a segmentation fault after pages of tracebacks), so :func:`entry` skips them.
+_hdf5_failed = False
+
+
+def entry() -> None:
+    """The ``deeprep`` console script: :func:`main`, then exit with its code."""
+    code = main()
+    sys.unraisablehook = _log_unraisable  # h5py objects freed after main() still raise in their finalizers
+    if _hdf5_failed:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # the run folder is already cleaned up; only HDF5's broken finalizers are skipped
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
         return _main(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
+    hook = sys.unraisablehook
+    sys.unraisablehook = _log_unraisable
     try:
         return _main(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """Errors in finalizers (h5py's, after a failed write: one per open object) go to run.log, not stderr."""
+    logging.getLogger("deeprep").debug("ignored in %r: %s", unraisable.object, unraisable.exc_value)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -134,6 +162,16 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place a bug becomes exit 3
         if args.debug:
             raise
+        from deeprep_report.store import damaged_store_error
+        from deeprep_report.store.runfolder import STAGING_PREFIX
+
+        fault = fault_error(exc, STAGING_PREFIX) or damaged_store_error(exc)
+        if fault is not None:
+            global _hdf5_failed
+            _hdf5_failed = _hdf5_failed or "errno = " in str(exc)
+            run_log.note(f"run failed: {fault}", exc)
+            print(f"error: {fault}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         where = _traceback_file(run_log, exc)
         print(f"internal error: {type(exc).__name__}: {exc} (traceback in {where})".replace("\n", " "), file=sys.stderr)
         return EXIT_INTERNAL
@@ -196,10 +234,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from deeprep_report.report.render import render
+    from deeprep_report.runner import rerender
 
     logs.release_console()
-    print(f"done: {render(args.run_dir, args.overrides)}")
+    print(f"done: {rerender(args.run_dir, args.overrides)}")
     return EXIT_OK
 
 

@@ -1,13 +1,17 @@
 """Error types that map to the CLI's exit codes.
 
 A :class:`UserError` is bad input (config, model file, dataset, layer name,
-shapes): the CLI prints its one-line message and exits 2. Anything else that
-escapes a command is a bug and exits 3.
+shapes): the CLI prints its one-line message and exits 2. So is a fault of
+the machine (disk full, read-only folder, permission denied), through
+:func:`fault_error`. Anything else that escapes a command is a bug and exits 3.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import re
 from typing import Sequence
 
 
@@ -44,3 +48,37 @@ def did_you_mean(key: str, choices: Sequence[str], allowed_list: bool = False) -
         return f"; expected one of: {', '.join(choices)}"
     return ""
 
+
+
+#: What the machine, not the input, can make fail: a full disk or quota, a read-only or forbidden folder.
+FAULT_ERRNOS = {errno.ENOSPC: "free some space or write elsewhere (--out)",
+                errno.EDQUOT: "free some space or write elsewhere (--out)",
+                errno.EFBIG: "the file is over the size this file system or ulimit allows; write elsewhere (--out)",
+                errno.EROFS: "the file system is read-only; write elsewhere (--out)",
+                errno.EACCES: "check the folder's permissions or write elsewhere (--out)",
+                errno.EPERM: "check the folder's permissions or write elsewhere (--out)"}
+
+
+def fault_error(error: BaseException, hidden_prefix: str = "") -> UserError | None:
+    """A disk-full, read-only or permission failure as one line naming the file, or None for anything else.
+
+    HDF5 reports these as ``OSError``/``RuntimeError`` whose text carries ``errno = N`` and
+    ``filename = '...'`` instead of the attributes Python's own errors have, so both are read. A path part
+    starting with ``hidden_prefix`` (the staging folder) is left out of the name."""
+    if not isinstance(error, (OSError, RuntimeError)):
+        return None
+    text = str(error)
+    code = getattr(error, "errno", None)
+    found = re.search(r"errno = (\d+)", text)
+    if found:
+        code = int(found.group(1))
+    if code not in FAULT_ERRNOS:
+        return None
+    filename = getattr(error, "filename", None)
+    named = re.search(r"filename = '([^']+)'", text)
+    if named:
+        filename = named.group(1)
+    if filename and hidden_prefix:  # the file where it would have been published
+        filename = re.sub(rf"[/\\]{re.escape(hidden_prefix)}[^/\\]+", "", str(filename))
+    where = f"cannot write {filename}" if filename else "cannot write the run folder"
+    return UserError(f"{where}: {os.strerror(code)}; {FAULT_ERRNOS[code]}")

@@ -23,16 +23,18 @@ from deeprep_report.audit.verdict import Verdict
 from deeprep_report.config import Config
 from deeprep_report.errors import UserError
 from deeprep_report.logs import RunLog, release_console
+from deeprep_report.report.index import INDEX
 from deeprep_report.report.render import REPORT, render
 from deeprep_report.store import (
-    NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, RunFolder, StoreReader, StoreWriter, display_path, load_summary,
-    open_baseline, open_store, package_versions, platform_info, stored_pipeline, to_json_value, utc_now, write_json,
+    MARKER, NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, SUMMARY, RunFolder, StoreReader, StoreWriter, display_path,
+    is_run_folder, new_run_id, open_baseline, open_run, package_versions, platform_info, read_marker,
+    stored_pipeline, to_json_value, utc_now, write_json,
 )
 
 log = logging.getLogger("deeprep")
 
 #: Files of a finished run, in publishing order: summary.json last marks completion.
-RUN_FILES = ("activations.h5", "pipeline.yaml", REPORT, "index.html", MARKDOWN, "run.log", "summary.json")
+RUN_FILES = ("activations.h5", "pipeline.yaml", REPORT, INDEX, MARKDOWN, "run.log", SUMMARY)
 
 
 @dataclass
@@ -56,37 +58,39 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
                  force: bool = False) -> RunResult:
     """Run every stage; on any exception the run folder keeps its previous files (plus the new run.log).
 
-    ``force`` re-extracts every pair even when a stored run in the output folder could be reused.
+    ``force`` writes into a folder that is not a run folder, and re-extracts every pair even when a stored run
+    in the output folder could be reused.
     """
     from deeprep_report.extract.plan import make_plan
 
     clock = time.perf_counter()
     started = utc_now()
-    log.info("deeprep %s: run %r from %s", __version__, config.pipeline.run.name, config.source)
+    run_id = new_run_id()
+    log.info("deeprep %s: run %r (id %s) from %s", __version__, config.pipeline.run.name, run_id, config.source)
     target = run_folder_for(config, out)
-    _check_target(target, out is not None)
+    _check_target(target, "--out" if out is not None else "run.output_dir/run.name", force, Path(config.source))
     plan = make_plan(config)
     release_console()
     timings = {"plan": time.perf_counter() - clock}
     resolved = config.to_yaml()
-    with RunFolder(target) as folder, _logging_into(run_log, folder, target):
+    with RunFolder(target, run_id) as folder, _logging_into(run_log, folder, target):
         log.info("run folder %s", target)
         store = folder.staged("activations.h5")
         mark = time.perf_counter()
-        _extract_into(store, plan, started, resolved, bar, None if force else target.parent)
+        _extract_into(store, plan, started, resolved, run_id, bar, None if force else target.parent)
         timings["extract"] = time.perf_counter() - mark
         mark = time.perf_counter()
         results = analyze(store, config.pipeline.analysis, config.pipeline.run.seed, bar)
         timings["analyze"] = time.perf_counter() - mark
-        folder.staged("pipeline.yaml").write_text(resolved, encoding="utf-8")
-        summary = _summary(config, target, started, timings, resolved, results)
+        folder.staged("pipeline.yaml").write_text(f"# deeprep run {run_id}\n{resolved}", encoding="utf-8")
+        summary = _summary(config, target, run_id, started, timings, resolved, results)
         mark = time.perf_counter()
         comparison = _compare(store, summary, plan.baseline, config) if plan.baseline else None
         verdict = audit(summary, config.pipeline, comparison)
         summary["timings"]["audit"] = time.perf_counter() - mark
         summary["timings"]["total"] = summary["run"]["seconds"] = time.perf_counter() - clock
-        write_json(folder.staged("summary.json"), summary)
-        where = display_path(target / (REPORT if config.pipeline.report.enabled else "summary.json"))
+        write_json(folder.staged(SUMMARY), summary)
+        where = display_path(target / (REPORT if config.pipeline.report.enabled else SUMMARY))
         write_markdown(folder.staged(MARKDOWN), summary, where)
         line = verdict.line(where)
         if config.pipeline.report.enabled:
@@ -99,14 +103,22 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
     return RunResult(target, summary, verdict, line)
 
 
-def _check_target(target: Path, from_out: bool) -> None:
-    """The run folder, and the folder it goes into, must be folders (or not exist yet): said before any work."""
-    where = "--out" if from_out else "run.output_dir"
+def _check_target(target: Path, where: str, force: bool, pipeline_file: Path) -> None:
+    """Said before any work: the run folder (and the folder it goes into) must be folders or not exist yet; a
+    folder deeprep did not write is only written with ``--force``; the pipeline file being run is never
+    overwritten (``--out .`` next to it)."""
     for path in (target, *target.parents):
         if path.exists():
             if not path.is_dir():
                 raise UserError(f"{where}: {path} is a file, not a folder; choose another path")
             break
+    if (target / "pipeline.yaml").exists() and (target / "pipeline.yaml").resolve() == pipeline_file.resolve():
+        raise UserError(f"{where}: {target} holds the pipeline file being run, which the run would replace with "
+                        f"its resolved copy; choose another folder")
+    if not force and not is_run_folder(target):
+        raise UserError(f"{where}: {target} is not empty and is not a deeprep run folder (no {MARKER}); choose a "
+                        f"new or empty folder, or pass --force to write deeprep's files into it (it replaces "
+                        f"files named {', '.join(RUN_FILES)})")
 
 
 def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config) -> dict[str, Any]:
@@ -117,7 +129,7 @@ def _compare(store: Path, summary: dict[str, Any], baseline: Any, config: Config
     return comparison
 
 
-def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool | None,
+def _extract_into(path: Path, plan: Any, started: str, resolved: str, run_id: str, bar: bool | None,
                   reuse_from: Path | None) -> None:
     from deeprep_report.extract.extract import extract
 
@@ -125,7 +137,7 @@ def _extract_into(path: Path, plan: Any, started: str, resolved: str, bar: bool 
     store = StoreWriter(path, config.pipeline.store)
     try:
         store.set_attrs("/", {
-            "tool_version": __version__, "created": started, "config": resolved,
+            "tool_version": __version__, "run_id": run_id, "created": started, "config": resolved,
             "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
             "packages": package_versions(), "platform": platform_info(),
         })
@@ -151,7 +163,7 @@ def _logging_into(run_log: RunLog, folder: RunFolder, target: Path) -> Iterator[
         run_log.detach()
 
 
-def _summary(config: Config, target: Path, started: str, timings: dict[str, float], resolved: str,
+def _summary(config: Config, target: Path, run_id: str, started: str, timings: dict[str, float], resolved: str,
              results: dict[str, Any]) -> dict[str, Any]:
     provenance = results.pop("provenance")
     return to_json_value({
@@ -160,7 +172,7 @@ def _summary(config: Config, target: Path, started: str, timings: dict[str, floa
         "nonfinite_numbers": NONFINITE_NOTE,
         "tool": {"name": "deeprep-report", "version": __version__},
         "run": {
-            "name": config.pipeline.run.name, "started": started, "finished": utc_now(),
+            "name": config.pipeline.run.name, "id": run_id, "started": started, "finished": utc_now(),
             "seconds": None, "seed": config.pipeline.run.seed,  # set, with timings.total, after the audit
             "pipeline_file": str(Path(config.source).resolve()), "folder": str(target.resolve()),
         },
@@ -175,22 +187,50 @@ def _summary(config: Config, target: Path, started: str, timings: dict[str, floa
 
 def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str] = ()) -> tuple[Verdict, str]:
     """``deeprep check``: re-evaluate a finished run's checks (against ``baseline`` when given, with the stored
-    config's ``overrides``, e.g. other thresholds) without TensorFlow; rewrite its summary.json, summary.md and
-    report.html. Returns the verdict and its line."""
-    run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
-    if summary["schema_version"] < 3:  # checks arrived with schema 3
-        raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
-                        f"run the pipeline again with this deeprep to check it")
-    with open_store(run_dir) as store:
-        pipeline = stored_pipeline(store, run_dir, overrides)
-        comparison = summary.get("comparison")
-        if baseline is not None:
-            comparison = compare(store, summary, open_baseline(baseline), pipeline.analysis)
-    verdict = audit(summary, pipeline, comparison)
-    write_json(run_dir / "summary.json", summary)
-    report = run_dir / (REPORT if (run_dir / REPORT).exists() else "summary.json")
-    write_markdown(run_dir / MARKDOWN, summary, display_path(report))
-    if report.name == REPORT:
-        render(run_dir, overrides)
+    config's ``overrides``, e.g. other thresholds) without TensorFlow; republish its summary.json, summary.md
+    and report.html. Returns the verdict and its line."""
+    run_dir = _existing_run_folder(run_dir)
+    with _republishing(run_dir, "check") as folder:
+        summary, store = open_run(run_dir)
+        if summary["schema_version"] < 3:  # checks arrived with schema 3
+            store.file.close()
+            raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
+                            f"run the pipeline again with this deeprep to check it")
+        with store:
+            pipeline = stored_pipeline(store, run_dir, overrides)
+            comparison = summary.get("comparison")
+            if baseline is not None:
+                comparison = compare(store, summary, open_baseline(baseline), pipeline.analysis)
+        verdict = audit(summary, pipeline, comparison)
+        write_json(folder.staged(SUMMARY), summary)
+        report = run_dir / (REPORT if (run_dir / REPORT).exists() else SUMMARY)
+        write_markdown(folder.staged(MARKDOWN), summary, display_path(report))
+        if report.name == REPORT:
+            render(run_dir, overrides, into=folder.stage, summary=summary)
+        folder.publish([REPORT, INDEX, MARKDOWN, SUMMARY] if report.name == REPORT else [MARKDOWN, SUMMARY])
     return verdict, verdict.line(display_path(report))
+
+
+def rerender(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
+    """``deeprep render``: rebuild a finished run's report.html (and its pairs index) without TensorFlow."""
+    run_dir = _existing_run_folder(run_dir)
+    with _republishing(run_dir, "render") as folder:
+        render(run_dir, overrides, into=folder.stage)
+        folder.publish([REPORT, INDEX])
+    return run_dir / REPORT
+
+
+def _existing_run_folder(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    return run_dir
+
+
+@contextmanager
+def _republishing(run_dir: Path, command: str) -> Iterator[RunFolder]:
+    """The run folder locked (a half-done publish finished first), for republishing some of its files under
+    its own run id."""
+    marker = read_marker(run_dir) or {}
+    with RunFolder(run_dir, str(marker.get("run_id") or new_run_id()), command) as folder:
+        yield folder

@@ -62,3 +62,24 @@ def verdict_line(run_dir: Path, target: str = "report.html") -> str:
 
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     return Verdict(**summary["checks"]["verdict"]).line(str(run_dir / target))
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Path:
+    """One finished run of a small model (minimal preset), made by the real command; renders in a second or
+    two. Its pipeline, model and data are in the folder two levels up. Tests copy it before changing it."""
+    import numpy as np
+
+    import models as zoo
+    from deeprep_report.cli import main
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    folder = tmp_path_factory.mktemp("small")
+    zoo.sequential().save(folder / "model.keras")
+    np.savez(folder / "data.npz", **zoo.data(30))
+    pipeline = write_pipeline(folder, {"run": {"name": "small", "preset": "minimal"},
+                                       "models": [{"name": "m", "path": "model.keras"}],
+                                       "datasets": [{"name": "d", "path": "data.npz"}]})
+    assert main(["run", str(pipeline), "--quiet"]) == 0
+    return folder / "outputs/small"

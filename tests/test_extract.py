@@ -175,7 +175,7 @@ def test_savedmodel_exposes_its_outputs(tmp_path):
     model.export(tmp_path / "exported", verbose=False)
     np.savez(tmp_path / "data.npz", **zoo.data(10))
     pipeline = write_pipeline(tmp_path, {
-        "run": {"name": "t"}, "models": [{"name": "m", "path": "exported"}],
+        "run": {"name": "t"}, "models": [{"name": "m", "path": "exported", "allow_saved_model_code": True}],
         "datasets": [{"name": "d", "path": "data.npz"}],
     })
     assert run(pipeline) == 0

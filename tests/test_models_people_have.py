@@ -202,7 +202,7 @@ def test_keras2_savedmodel_and_h5_files_are_read(capsys, tmp_path, keras2_files)
     np.savez(tmp_path / "data.npz", **zoo.data(30))
     pipeline = write_pipeline(tmp_path, {
         "run": {"name": "t", "preset": "minimal"},
-        "models": [{"name": "sm", "path": str(keras2_files / "savedmodel")},
+        "models": [{"name": "sm", "path": str(keras2_files / "savedmodel"), "allow_saved_model_code": True},
                    {"name": "h5", "path": str(keras2_files / "model.h5")}],
         "datasets": [{"name": "d", "path": "data.npz", "batch_size": 16}]})
     code, _, err = run(capsys, "run", str(pipeline), "--quiet")

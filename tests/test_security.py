@@ -8,29 +8,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 import yaml
 
-import models as zoo
 from conftest import write_pipeline
 from deeprep_report.cli import main
-
-
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory) -> Path:
-    """One finished run of a small model (minimal preset): renders in a second or two."""
-    from deeprep_report.tf_runtime import import_tensorflow
-
-    import_tensorflow()
-    folder = tmp_path_factory.mktemp("small")
-    zoo.sequential().save(folder / "model.keras")
-    np.savez(folder / "data.npz", **zoo.data(30))
-    pipeline = write_pipeline(folder, {"run": {"name": "small", "preset": "minimal"},
-                                       "models": [{"name": "m", "path": "model.keras"}],
-                                       "datasets": [{"name": "d", "path": "data.npz"}]})
-    assert main(["run", str(pipeline), "--quiet"]) == 0
-    return folder / "outputs/small"
-
 
 
 def hostile_templates(folder: Path, marker: Path) -> Path:
@@ -117,3 +98,48 @@ def test_sigterm_is_a_clean_exit_like_ctrl_c(tmp_path):
     out, err = process.communicate(timeout=120)
     assert (process.returncode, out, err) == (143, "", "terminated (SIGTERM)\n")
     assert not list(run_dir.glob(".deeprep-partial-*")) and not (run_dir / "summary.json").exists()
+
+
+SAVEDMODEL_THAT_WRITES = '''
+import sys
+import tensorflow as tf
+
+class Module(tf.Module):
+    def __init__(self):
+        self.w = tf.Variable(tf.ones([12, 3]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 12], tf.float32)])
+    def serve(self, x):
+        tf.io.write_file(sys.argv[2], "ran")  # a graph op that writes a file, each time the model is called
+        return {"out": tf.matmul(x, self.w)}
+
+module = Module()
+tf.saved_model.save(module, sys.argv[1], signatures={"serving_default": module.serve})
+'''
+
+
+def test_a_savedmodel_runs_only_with_the_explicit_opt_in(tmp_path, capsys):
+    """A SavedModel is a program (its graph can write files; Keras safe_mode does not reach it): refused with
+    one line naming the key, and its ops never run; with ``allow_saved_model_code: true`` it loads and runs."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "written-by-the-graph"
+    done = subprocess.run([sys.executable, "-c", SAVEDMODEL_THAT_WRITES, str(tmp_path / "sm"), str(marker)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.savez(tmp_path / "data.npz", x=np.random.default_rng(0).random((8, 12), dtype=np.float32))
+    spec = {"run": {"name": "t", "preset": "minimal"}, "models": [{"name": "m", "path": "sm"}],
+            "datasets": [{"name": "d", "path": "data.npz"}]}
+    pipeline = write_pipeline(tmp_path, spec)
+    for command in ("validate", "run"):
+        capsys.readouterr()
+        assert main([command, str(pipeline), "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: {pipeline}: models[0].path: 'sm' is a SavedModel: its graph runs the TensorFlow ops stored in "
+            f"the folder (they can read and write files; Keras safe_mode does not apply); set "
+            f"models[0].allow_saved_model_code: true to load it if you trust it, or load a .keras file")
+        assert not marker.exists()
+    spec["models"][0]["allow_saved_model_code"] = True
+    assert main(["run", str(write_pipeline(tmp_path, spec)), "--quiet"]) == 0
+    assert marker.read_text() == "ran"

@@ -43,6 +43,8 @@ def markdown(summary: dict[str, Any], report: str) -> str:
                          f"{_text(r.detail)} |")
     else:
         lines.append("Every check passed.")
+    if summary["run"].get("id"):
+        lines += ["", f"Run id {_code(summary['run']['id'])}."]
     return "\n".join(lines) + "\n"
 
 

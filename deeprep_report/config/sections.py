@@ -57,6 +57,10 @@ class ModelSpec(Strict):
     allow_lambda: bool = Field(
         False, description="Load Lambda layers, which run Python code stored in the model file."
     )
+    allow_saved_model_code: bool = Field(
+        False, description="Load a SavedModel folder, whose serving graph runs the TensorFlow ops stored in it "
+                           "(they can read and write files; Keras safe_mode does not apply). Only for folders "
+                           "you trust.")
     custom_objects: list[str] = Field(
         default_factory=list, description="Python modules imported before a .keras/.h5 file is loaded, so that the "
                                           "custom classes they register (keras.saving.register_keras_serializable) "

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from deeprep_report.store import FORMAT_VERSION, pair_key
+from deeprep_report.store.activations import naming_failed_store
 
 log = logging.getLogger("deeprep")
 #: Members written by the analyze stage, never copied from a cached pair.
@@ -62,14 +63,14 @@ def stored_pairs(output_dir: Path) -> dict[str, tuple[Path, str]]:
 
 def copy_pair(source: Path, group: str, target: h5py.File, destination: str) -> None:
     """Copy a pair's extraction outputs (attributes, layer arrays) into ``target`` at ``destination``."""
-    with h5py.File(source, "r") as store:
+    with h5py.File(source, "r") as store, naming_failed_store(source):
         _copy(store[group], target.require_group(destination))
 
 
 def copy_inputs(source: Path, dataset_group: str, target: h5py.File, arrays: list[str]) -> int:
     """Copy a dataset's stored input arrays and their views; return the source's count of non-finite input
     values."""
-    with h5py.File(source, "r") as store:
+    with h5py.File(source, "r") as store, naming_failed_store(source):
         group = store[dataset_group]
         for name in arrays:
             for folder in ("inputs", "views"):

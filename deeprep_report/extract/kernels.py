@@ -24,8 +24,10 @@ then reruns the batch through ``careful``, which masks every value).
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import types
+from pathlib import Path
 
 # numba's OpenMP workers spin while idle by default; next to TensorFlow's own
 # threads that steals the cores the forward pass needs (measured on MobileNetV2:
@@ -33,12 +35,47 @@ import types
 # before numba loads its threading layer; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
+def _cache_folder(defaults: list[Path] | None = None, fallback: Path | None = None) -> bool:
+    """Whether numba can cache the kernels, choosing where before numba is imported.
+
+    numba caches next to this file, else in the user's cache folder (``defaults``), and fails with "cannot
+    cache function" when neither is writable (a package installed read-only, a read-only home). Then a
+    private folder in the temporary folder (``fallback``) is used through ``NUMBA_CACHE_DIR``, else no cache:
+    kernels compile on each run, nothing fails.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return True
+    if defaults is None:
+        defaults = [Path(__file__).parent / "__pycache__",
+                    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numba"]
+    if fallback is None:
+        fallback = Path(tempfile.gettempdir()) / f"deeprep-numba-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    if any(_writable(folder) for folder in defaults):
+        return True
+    if _writable(fallback):
+        os.environ["NUMBA_CACHE_DIR"] = str(fallback)
+        return True
+    return False
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+_CACHE = _cache_folder()
+
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 EXTRA_CODES = 3
-_OPTIONS = {"cache": True, "boundscheck": False, "nogil": True}
+_OPTIONS = {"cache": _CACHE, "boundscheck": False, "nogil": True}
 
 
 def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nbins,

@@ -39,6 +39,7 @@ def write_index(output_dir: Path) -> Path:
         "intro": f"{len(runs)} finished run folders, newest first. Rebuild with: deeprep index {output_dir}",
         "caption": "Each run's verdict comes from its checks; the link opens its report.",
         "empty": "No finished run folders (folders with a summary.json) here yet.", "rows": runs, "report_href": None,
+        "run_id": "",
     })
 
 
@@ -58,7 +59,7 @@ def write_pairs_index(run_dir: Path, summary: dict[str, Any], anchors: dict[tupl
         "title": f"deeprep run {summary['run']['name']}: {len(rows)} model × dataset pairs",
         "intro": f"Started {summary['run']['started']}.", "report_href": "report.html",
         "caption": "Each pair's checks; the link opens its section of the report.",
-        "empty": "", "rows": rows,
+        "empty": "", "rows": rows, "run_id": summary["run"].get("id", ""),
     }, environment)
 
 

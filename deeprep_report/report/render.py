@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import jinja2
 
@@ -22,41 +22,44 @@ from deeprep_report import __version__
 from deeprep_report.config import ReportSection
 from deeprep_report.config.overrides import parse_field_path
 from deeprep_report.errors import UserError
-from deeprep_report.report.index import INDEX, write_pairs_index
+from deeprep_report.report.index import write_pairs_index
 from deeprep_report.report.sections import build
 from deeprep_report.report.templates import rendered_at, template_environment
-from deeprep_report.store import StoreReader, load_summary, open_store, stored_pipeline, write_atomic
+from deeprep_report.store import StoreReader, open_run, stored_pipeline, write_atomic
 
 log = logging.getLogger("deeprep")
 REPORT = "report.html"
 
 
-def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | None = None) -> Path:
-    """Write ``run_dir/report.html`` (atomically) and return its path.
+def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | None = None, into: Path | None = None,
+           summary: dict[str, Any] | None = None) -> Path:
+    """Write ``report.html`` of the run in ``run_dir`` into ``into`` (default: ``run_dir``; a staging folder
+    when the caller publishes it) and return its path; ``summary`` replaces the stored one (``deeprep check``).
+    A run with several pairs also gets an ``index.html`` of its pairs.
 
     The run folder is untrusted, so the ``report.template_dir`` stored in it is not used: templates come from
     ``template_dir`` (the pipeline of the user's own ``deeprep run``) or from ``--set report.template_dir=``
     on the user's own command line; otherwise the shipped ones.
     """
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
-    with open_store(run_dir) as store:
+    stored, store = open_run(run_dir)
+    summary = summary or stored
+    with store:
         settings = _trusted_templates(stored_settings(store, run_dir, overrides), overrides, template_dir)
         environment = template_environment(settings)
         context = build(summary, store, settings)
     try:
         html = environment.get_template("report.html.j2").render(**context, rendered_at=rendered_at(),
-                                                                   tool_version=__version__)
+                                                                   tool_version=__version__,
+                                                                   run_id=summary["run"].get("id", ""))
     except jinja2.exceptions.SecurityError as exc:
         raise UserError(f"report.template_dir {settings.template_dir}: a template did something the sandbox "
                         f"refuses: {exc}") from None
-    target = run_dir / REPORT
+    target = Path(into or run_dir) / REPORT
     write_atomic(target, html)
     if len(context["pairs"]) > 1:
-        write_pairs_index(run_dir, summary, {(p["model"], p["dataset"]): p["id"] for p in context["pairs"]},
+        write_pairs_index(target.parent, summary, {(p["model"], p["dataset"]): p["id"] for p in context["pairs"]},
                           environment)
-    elif (run_dir / INDEX).exists():
-        (run_dir / INDEX).unlink()  # left by an earlier render of a run with several pairs
     size = target.stat().st_size / 1e6
     log.info("report.html: %.1f MB. %s", size, context["verdict"]["text"])
     if size > settings.size_budget_mb:

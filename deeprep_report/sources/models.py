@@ -4,6 +4,9 @@
 Files load with Keras ``safe_mode=True``. Before that, the stored config is
 scanned for Lambda layers so the refusal names the layer and the opt-in key
 (``models[i].allow_lambda``) instead of surfacing Keras's deserialization error.
+A SavedModel folder is a program (TensorFlow ops that can read and write files,
+out of ``safe_mode``'s reach), so it loads only with
+``models[i].allow_saved_model_code: true``.
 """
 
 from __future__ import annotations
@@ -131,6 +134,12 @@ def _load_saved_model(config: Config, spec: ModelSpec, path: Path, field: str) -
 
     if not (path / "saved_model.pb").is_file():
         raise config.error(field, f"{spec.path!r} is a folder without saved_model.pb; expected a SavedModel")
+    if not spec.allow_saved_model_code:
+        index = field.split(".")[0]
+        raise config.error(field, f"{spec.path!r} is a SavedModel: its graph runs the TensorFlow ops stored in the "
+                                  f"folder (they can read and write files; Keras safe_mode does not apply); set "
+                                  f"{index}.allow_saved_model_code: true to load it if you trust it, or load a "
+                                  f".keras file")
     try:
         return load_saved_model(path, spec.name)
     except SavedModelError as exc:

@@ -27,9 +27,10 @@ component is escaped so that '/', '%' and '.'/'..' cannot change the structure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -234,6 +235,7 @@ class StoreReader:
 
     def __init__(self, path: Path, mode: str = "r") -> None:
         self.path = Path(path)
+        self.mode = mode
         self.file = h5py.File(path, mode)
         if self.file.attrs.get("format") != FORMAT:
             self.file.close()
@@ -246,7 +248,9 @@ class StoreReader:
     def __enter__(self) -> "StoreReader":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if error is not None:
+            remember_failed_store(error)
         self.file.close()
 
     def attrs(self, key: str = "/") -> dict[str, Any]:
@@ -331,3 +335,42 @@ class StoreReader:
             if name in group:
                 del group[name]
             group.create_dataset(name, data=values)
+
+
+@contextlib.contextmanager
+def naming_failed_store(source: Path) -> Iterator[None]:
+    """Inside it, an error HDF5 raises is taken for a failure to read ``source`` (a finished run's store,
+    opened read-only, copied into the store being written: the damage is the source's, whichever object's
+    method raised it). Disk-full and permission errors are still faults, found first by their errno."""
+    try:
+        yield
+    except Exception as error:
+        if failed_store(error) is not None:
+            error.store_read = (str(source), "r")
+        raise
+
+
+def remember_failed_store(error: BaseException) -> None:
+    if not hasattr(error, "store_read"):
+        error.store_read = failed_store(error)
+
+
+def failed_store(error: BaseException) -> tuple[str, str] | None:
+    """``(file name, mode)`` of the store whose read HDF5 failed with ``error``, or None when HDF5 did not
+    raise it: the innermost frame is h5py's, and the nearest h5py object or StoreReader names the file."""
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    if not frames or "h5py" not in Path(frames[-1].f_code.co_filename).parts:
+        return None
+    for frame in reversed(frames):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, StoreReader):
+            return str(owner.path), owner.mode
+        if isinstance(owner, h5py.HLObject):
+            try:
+                return owner.file.filename, owner.file.mode
+            except Exception:  # noqa: BLE001 - a closed file names nothing; look further out
+                continue
+    return None

@@ -20,32 +20,67 @@ import yaml
 from deeprep_report import __version__
 from deeprep_report.config import Pipeline, apply_override, validate
 from deeprep_report.errors import UserError, first_line
-from deeprep_report.store.activations import StoreReader, h5_name
+from deeprep_report.store.activations import StoreReader, failed_store, h5_name
+from deeprep_report.store.runfolder import SUMMARY, check_one_run, unfinished_publish
 from deeprep_report.store.summary import READABLE_VERSIONS, SCHEMA_VERSION, schema
 
 STORE = "activations.h5"
-SUMMARY = "summary.json"
 
 
-def open_store(run_dir: Path) -> StoreReader:
+def open_run(run_dir: Path, role: str = "") -> tuple[dict[str, Any], StoreReader]:
+    """A finished run's summary and store, checked to be one run's: no publish half done, the same run id in
+    summary.json, activations.h5 and the folder's marker. ``role`` prefixes messages (``"baseline "``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{role}{run_dir}: no such run folder")
+    pending = unfinished_publish(run_dir)
+    if pending:
+        raise UserError(f"{role}{run_dir}: {pending}")
+    summary = load_summary(run_dir, role)
+    store = open_store(run_dir, role)
+    try:
+        check_one_run(run_dir, {SUMMARY: summary["run"].get("id"), STORE: store.attrs().get("run_id")})
+    except BaseException:
+        store.file.close()
+        raise
+    return summary, store
+
+
+def open_store(run_dir: Path, role: str = "") -> StoreReader:
     """A finished run's activations.h5 for reading, or a one-line error saying why it cannot be read."""
     store_path = Path(run_dir) / STORE
     if not store_path.is_file():
-        raise UserError(f"{run_dir}: no activations.h5, so there is nothing to work from")
+        raise UserError(f"{role}{run_dir}: no activations.h5, so there is nothing to work from")
     try:
         return StoreReader(store_path)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{store_path}: cannot read the store: {exc}") from None
+        raise UserError(f"{role}{store_path}: cannot read the store: {first_line(exc)}") from None
 
 
-def load_summary(run_dir: Path) -> dict:
+def damaged_store_error(error: BaseException) -> UserError | None:
+    """An HDF5 failure reading a store opened read-only (a finished run's or a baseline's: damaged, or not
+    written by deeprep) as one line naming the store; None for any other error, which stays a bug.
+
+    HDF5 finds a damaged object only when it is read, anywhere in render or check, so this is applied where
+    the command's error becomes its exit code rather than around every read."""
+    if not isinstance(error, (OSError, KeyError, RuntimeError, ValueError, TypeError)):
+        return None
+    failed = getattr(error, "store_read", None) or failed_store(error)
+    if failed is None or failed[1] != "r":
+        return None  # not HDF5's, or a store this command writes: a fault or a bug
+    detail = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return UserError(f"{failed[0]}: cannot read the store (the file is damaged, or deeprep did not write it): "
+                     f"{first_line(detail)}")
+
+
+def load_summary(run_dir: Path, role: str = "") -> dict:
     """A finished run's summary.json, or a one-line error saying why it cannot be read."""
     path = run_dir / SUMMARY
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run folder")
+        raise UserError(f"{role}{run_dir}: no such run folder")
     if not path.is_file():
-        raise UserError(f"{run_dir}: no summary.json, so this is not a finished run")
-    return read_summary(path)
+        raise UserError(f"{role}{run_dir}: no summary.json, so this is not a finished run")
+    return read_summary(path, role)
 
 
 def read_summary(path: Path, role: str = "") -> dict[str, Any]:
@@ -159,17 +194,11 @@ class Baseline:
 def open_baseline(folder: str | Path) -> Baseline:
     """Load a baseline run folder, or say in one line why it cannot serve as one."""
     folder = Path(folder)
-    summary_path = folder / SUMMARY
-    if not folder.is_dir():
-        raise UserError(f"baseline {folder}: no such run folder")
-    if not summary_path.is_file() or not (folder / STORE).is_file():
+    if folder.is_dir() and not ((folder / SUMMARY).is_file() and (folder / STORE).is_file()):
         raise UserError(f"baseline {folder}: not a finished run (summary.json and activations.h5 are needed)")
-    summary = read_summary(summary_path, "baseline ")
-    try:
-        with StoreReader(folder / STORE) as store:
-            missing = [d["name"] for d in summary["datasets"] if _rows_key(d["name"]) not in store.file]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"baseline {folder / STORE}: cannot read the store: {first_line(exc)}") from None
+    summary, store = open_run(folder, "baseline ")
+    with store:
+        missing = [d["name"] for d in summary["datasets"] if _rows_key(d["name"]) not in store.file]
     if missing:
         raise UserError(f"baseline {folder / STORE}: no rows stored for dataset {missing[0]!r} of its summary; the "
                         "store and summary.json are not of one run")
