@@ -192,11 +192,10 @@ def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str
     run_dir = _existing_run_folder(run_dir)
     with _republishing(run_dir, "check") as folder:
         summary, store = open_run(run_dir)
-        if summary["schema_version"] < 3:  # checks arrived with schema 3
-            store.file.close()
-            raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates checks; "
-                            f"run the pipeline again with this deeprep to check it")
         with store:
+            if summary["schema_version"] < 3:  # checks arrived with schema 3
+                raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates "
+                                f"checks; run the pipeline again with this deeprep to check it")
             pipeline = stored_pipeline(store, run_dir, overrides)
             comparison = summary.get("comparison")
             if baseline is not None:
