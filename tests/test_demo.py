@@ -14,6 +14,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from deeprep_report.store.runfolder import read_marker
 from deeprep_report.store.summary import schema, to_json_value
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +29,11 @@ def strict_load(text: str):
 
 def test_demo_run_writes_every_file(demo_run):
     out, _ = demo_run
-    assert sorted(p.name for p in out.iterdir()) == [
-        "activations.h5", "pipeline.yaml", "report.html", "run.log", "summary.json", "summary.md"]
+    files = ["activations.h5", "pipeline.yaml", "report.html", "run.log", "summary.json", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*files, ".deeprep-run.json", ".deeprep.lock"])
+    marker = read_marker(out)
+    assert sorted(marker["files"]) == files
+    assert marker["run_id"] == json.loads((out / "summary.json").read_text(encoding="utf-8"))["run"]["id"]
 
 
 def test_summary_is_strict_json_valid_against_the_schema(demo_run):
