@@ -168,13 +168,24 @@ def _main(argv: Sequence[str] | None) -> int:
         fault = fault_error(exc, STAGING_PREFIX) or damaged_store_error(exc)
         if fault is not None:
             global _hdf5_failed
-            _hdf5_failed = _hdf5_failed or "errno = " in str(exc)
+            _hdf5_failed = _hdf5_failed or _hdf5_write_failed(exc)
             run_log.note(f"run failed: {fault}", exc)
             print(f"error: {fault}", file=sys.stderr)
             return EXIT_BAD_INPUT
         where = _traceback_file(run_log, exc)
         print(f"internal error: {type(exc).__name__}: {exc} (traceback in {where})".replace("\n", " "), file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _hdf5_write_failed(error: BaseException | None) -> bool:
+    """Whether HDF5's own write failed (its message carries the errno) anywhere in the chain of ``error``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if "errno = " in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _run(args: argparse.Namespace, run_log: logs.RunLog) -> int:

@@ -25,11 +25,12 @@ class RunLog(logging.Handler):
         self.setFormatter(logging.Formatter(_FILE_FORMAT))
         self.buffer: list[logging.LogRecord] = []
         self.stream = None
+        self.lost = False  # a write to run.log failed (disk full): later records are dropped
         self.path: Path | None = None
 
     def attach(self, path: Path, final_path: Path | None = None) -> None:
         """Write to ``path`` from now on; ``final_path`` is where the file will end up (for messages)."""
-        self.path = final_path or path
+        self.path, self.lost = final_path or path, False
         self.stream = open(path, "a", encoding="utf-8")
         for record in self.buffer:
             self.stream.write(self.format(record) + "\n")
@@ -37,16 +38,24 @@ class RunLog(logging.Handler):
         self.stream.flush()
 
     def detach(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-        self.stream = None
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:  # the disk filled up: the run fails on its own error, not on its log's
+                pass
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.stream is None:
             self.buffer.append(record)
             return
-        self.stream.write(self.format(record) + "\n")
-        self.stream.flush()
+        if self.lost:
+            return
+        try:
+            self.stream.write(self.format(record) + "\n")
+            self.stream.flush()
+        except OSError:  # run.log's disk is full or gone: the records after this are dropped, not raised
+            self.lost = True
 
     def note(self, message: str, error: BaseException | None = None) -> None:
         """Record an error in the log file only (stderr gets the CLI's one-line message instead)."""

@@ -134,8 +134,7 @@ def _extract_into(path: Path, plan: Any, started: str, resolved: str, run_id: st
     from deeprep_report.extract.extract import extract
 
     config = plan.config
-    store = StoreWriter(path, config.pipeline.store)
-    try:
+    with StoreWriter(path, config.pipeline.store) as store:
         store.set_attrs("/", {
             "tool_version": __version__, "run_id": run_id, "created": started, "config": resolved,
             "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
@@ -143,8 +142,6 @@ def _extract_into(path: Path, plan: Any, started: str, resolved: str, run_id: st
         })
         extract(plan, store, bar=bar, reuse_from=reuse_from)
         store.set_attrs("/", {"finished": utc_now()})
-    finally:
-        store.close()
 
 
 @contextmanager
@@ -200,12 +197,12 @@ def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str
             comparison = summary.get("comparison")
             if baseline is not None:
                 comparison = compare(store, summary, open_baseline(baseline), pipeline.analysis)
-        verdict = audit(summary, pipeline, comparison)
-        write_json(folder.staged(SUMMARY), summary)
-        report = run_dir / (REPORT if (run_dir / REPORT).exists() else SUMMARY)
-        write_markdown(folder.staged(MARKDOWN), summary, display_path(report))
-        if report.name == REPORT:
-            render(run_dir, overrides, into=folder.stage, summary=summary)
+            verdict = audit(summary, pipeline, comparison)
+            write_json(folder.staged(SUMMARY), summary)
+            report = run_dir / (REPORT if (run_dir / REPORT).exists() else SUMMARY)
+            write_markdown(folder.staged(MARKDOWN), summary, display_path(report))
+            if report.name == REPORT:
+                render(run_dir, overrides, into=folder.stage, opened=(summary, store))
         folder.publish([REPORT, INDEX, MARKDOWN, SUMMARY] if report.name == REPORT else [MARKDOWN, SUMMARY])
     return verdict, verdict.line(display_path(report))
 

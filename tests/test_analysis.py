@@ -76,6 +76,28 @@ def test_minibatch_cka_does_not_depend_on_batch_size():
     assert estimates[-1] == pytest.approx(full)
 
 
+def test_minibatch_cka_reads_one_batch_of_each_layer_at_a_time():
+    """Readers of stored views give the in-memory answer, and no read is larger than a batch (memory ∝ b, not N)."""
+    from deeprep_report.analysis.features import Rows
+
+    rng = np.random.default_rng(5)
+    layers = [rng.normal(size=(1100, 6)), rng.normal(size=(1100, 9))]
+    layers.append(layers[0] @ np.linalg.qr(rng.normal(size=(6, 6)))[0])  # a rotation: CKA 1
+    reads: list[int] = []
+
+    def reader(x: np.ndarray) -> Rows:
+        def read(rows):
+            reads.append(len(x[rows]))
+            return x[rows]
+        return Rows(read, len(x), x.shape[1])
+
+    expected = cka.minibatch_cka_matrix(layers, 300, seed=7)
+    np.testing.assert_allclose(cka.minibatch_cka_matrix([reader(x) for x in layers], 300, seed=7), expected,
+                               rtol=1e-12)
+    assert max(reads) == 300 and sum(reads) == 3 * 1100  # each row of each layer read once, a batch at a time
+    assert expected[0, 2] == pytest.approx(1.0) and abs(expected[0, 1]) < 0.1
+
+
 def test_cka_matrix_is_symmetric_with_unit_diagonal():
     rng = np.random.default_rng(4)
     layers = [rng.normal(size=(80, d)) for d in (3, 7, 12)]

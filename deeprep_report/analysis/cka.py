@@ -15,7 +15,7 @@ n is too large for one pass.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -196,20 +196,29 @@ def cross_cka_matrix(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], debiase
     return similarity(first.inner(second), first.self_terms(), second.self_terms())
 
 
-def minibatch_cka_matrix(layers: Sequence[np.ndarray], batch_size: int, seed: int = 0) -> np.ndarray:
+def minibatch_cka_matrix(layers: Sequence[Any], batch_size: int, seed: int = 0, folder: str | None = None) -> np.ndarray:
     """Linear CKA between every pair of layers from unbiased HSIC averaged over minibatches.
 
-    Rows are shuffled (seeded) and cut into batches of ``batch_size`` (a last
-    batch smaller than 4 is dropped: the estimator needs n ≥ 4). Per batch each
-    layer's b × b linear Gram matrix is U-centred once; memory is O(b²·layers).
+    ``layers`` are arrays (n, d) or readers with ``n`` and ``at(sorted rows)`` (``features.Rows``), so only
+    one batch of each layer is read at a time. Rows are shuffled (seeded) and cut into batches of
+    ``batch_size`` (a last batch smaller than 4 is dropped: the estimator needs n ≥ 4). Per batch each
+    layer's b × b linear Gram matrix is U-centred once; memory is O(b²·layers), in ``folder`` when large,
+    whatever n is.
     """
-    n = layers[0].shape[0]
+    n = layers[0].n if hasattr(layers[0], "at") else len(layers[0])
     order = np.random.default_rng(seed).permutation(n)
     total = np.zeros((len(layers), len(layers)))
     for start in range(0, n, batch_size):
         rows = np.sort(order[start : start + batch_size])
-        if len(rows) >= 4:
-            total += stack_of(layers, True, rows).inner()
+        if len(rows) < 4:
+            continue
+        stack = GramStack(len(layers), len(rows), True, folder)
+        try:
+            for layer in layers:
+                stack.add(layer.at(rows) if hasattr(layer, "at") else np.asarray(layer)[rows])
+            total += stack.inner()
+        finally:
+            stack.close()
     return similarity(total, np.diag(total), np.diag(total))
 
 

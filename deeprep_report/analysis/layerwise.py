@@ -67,7 +67,7 @@ def analyze_pair(store: StoreReader, model: str, dataset: str, settings: Analysi
             progress.advance(1)
     if settings.cka.enabled:
         result["cka"] = families.timed("cka", lambda: _cka_block(features, rows, all_rows, stack, estimator, settings,
-                                                                 seed, len(stack_rows)))
+                                                                 seed, len(stack_rows), str(store.path.parent)))
     result["tokens"] = families.timed("tokens", lambda: tokens.analyze_tokens(store, model, dataset, settings, seed,
                                                                               result["notes"]))
     families.finish()
@@ -156,15 +156,15 @@ class _Families:
 
 
 def _cka_block(features: PairFeatures, rows: np.ndarray, all_rows: bool, stack: cka.GramStack | None,
-               estimator: str, settings: AnalysisSection, seed: int, samples: int) -> dict[str, Any]:
+               estimator: str, settings: AnalysisSection, seed: int, samples: int, folder: str) -> dict[str, Any]:
     if stack is not None:
         terms = stack.self_terms()
         matrix = cka.similarity(stack.inner(), terms, terms)
         np.fill_diagonal(matrix, np.where(terms > 0, 1.0, np.nan))
         return {"estimator": estimator, "method": "subsample", "samples": samples, "matrix": matrix.tolist()}
-    views = [layer.read(slice(None) if all_rows else rows) for layer in features.layers]  # every view at once
-    matrix = cka.minibatch_cka_matrix(views, settings.cka.batch_size, seed)
-    return {"estimator": "debiased", "method": "minibatch", "samples": len(views[0]), "matrix": matrix.tolist()}
+    views = [Rows.of_layer(layer, rows, all_rows) for layer in features.layers]  # read a batch at a time
+    matrix = cka.minibatch_cka_matrix(views, settings.cka.batch_size, seed, folder)
+    return {"estimator": "debiased", "method": "minibatch", "samples": len(rows), "matrix": matrix.tolist()}
 
 
 def _labels_and_split(store: StoreReader, dataset: str, rows: np.ndarray, settings: AnalysisSection, seed: int,

@@ -32,9 +32,10 @@ REPORT = "report.html"
 
 
 def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | None = None, into: Path | None = None,
-           summary: dict[str, Any] | None = None) -> Path:
+           opened: tuple[dict[str, Any], StoreReader] | None = None) -> Path:
     """Write ``report.html`` of the run in ``run_dir`` into ``into`` (default: ``run_dir``; a staging folder
-    when the caller publishes it) and return its path; ``summary`` replaces the stored one (``deeprep check``).
+    when the caller publishes it) and return its path. ``opened`` is the run's ``(summary, store)`` when the
+    caller has them open already (``deeprep check``, with its re-evaluated summary); it keeps the store open.
     A run with several pairs also gets an ``index.html`` of its pairs.
 
     The run folder is untrusted, so the ``report.template_dir`` stored in it is not used: templates come from
@@ -42,12 +43,18 @@ def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | Non
     on the user's own command line; otherwise the shipped ones.
     """
     run_dir = Path(run_dir)
-    stored, store = open_run(run_dir)
-    summary = summary or stored
-    with store:
-        settings = _trusted_templates(stored_settings(store, run_dir, overrides), overrides, template_dir)
-        environment = template_environment(settings)
-        context = build(summary, store, settings)
+    if opened is None:
+        summary, store = open_run(run_dir)
+        with store:
+            return _render_open(run_dir, summary, store, overrides, template_dir, into)
+    return _render_open(run_dir, *opened, overrides, template_dir, into)
+
+
+def _render_open(run_dir: Path, summary: dict[str, Any], store: StoreReader, overrides: Sequence[str],
+                 template_dir: str | None, into: Path | None) -> Path:
+    settings = _trusted_templates(stored_settings(store, run_dir, overrides), overrides, template_dir)
+    environment = template_environment(settings)
+    context = build(summary, store, settings)
     try:
         html = environment.get_template("report.html.j2").render(**context, rendered_at=rendered_at(),
                                                                    tool_version=__version__,

@@ -28,7 +28,10 @@ component is escaped so that '/', '%' and '.'/'..' cannot change the structure.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +41,8 @@ import numpy as np
 from deeprep_report.config import StoreSection
 from deeprep_report.stats import Histogram, Moments
 from deeprep_report.stats.views import ViewSpec
+
+log = logging.getLogger("deeprep")
 
 FORMAT = "deeprep-activations"
 FORMAT_VERSION = 3  # 2: per-layer analysis views (view, view_* attributes), datasets/<d>/views; 3: tokens, contexts
@@ -171,8 +176,24 @@ class StoreWriter:
               view_dtype: str = "float16") -> "LayerWriter":
         return LayerWriter(self, f"{pair_key(model, dataset)}/layers/{layer_key(layer_path)}", samples, view_dtype)
 
-    def close(self) -> None:
-        self.file.close()
+    def __enter__(self) -> "StoreWriter":
+        # After a failed write (a full disk) h5py's finalizers report a traceback per open object as the
+        # failing frames unwind, through sys.excepthook: while the store is open those go to run.log, so the
+        # console keeps the one line the CLI prints.
+        self._excepthook, sys.excepthook = sys.excepthook, _log_finalizer_error
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        try:
+            self.file.close()
+            if error is not None:
+                gc.collect()
+        finally:
+            sys.excepthook = self._excepthook
+
+
+def _log_finalizer_error(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    log.debug("HDF5 finalizer while writing the store: %s: %s", kind.__name__, error)
 
 
 class LayerWriter:
