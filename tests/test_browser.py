@@ -7,6 +7,7 @@ there instead of skipping.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -63,3 +64,56 @@ def test_demo_report_in_headless_chromium(demo_run):
     assert len(images) >= 25
     assert all(complete and width > 0 and alt for complete, width, alt in images), images
     assert toc_links >= 14 and missing_targets == []
+
+
+def test_every_link_of_an_index_page_is_inert_in_chromium(small_run, tmp_path):
+    """Run folders named like scripts and schemes, and a pairs index with such model and dataset names: clicking
+    each link opens a file of that run or a section of its report, and nothing runs (no dialog, no error)."""
+    _need(BROWSER is not None, "no chromium on PATH")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "playwright is not installed")
+    from deeprep_report.cli import main
+    from deeprep_report.config import ReportSection
+    from deeprep_report.report.index import write_pairs_index
+    from deeprep_report.report.templates import template_environment
+
+    out = tmp_path / "outputs"
+    out.mkdir()
+    names = ["javascript:alert(1)", "<img src=x onerror=alert(2)>", "data:text,x", "a\"b'c #?&x=1", "%2e%2e"]
+    for name in names:
+        shutil.copytree(small_run, out / name)
+    assert main(["index", str(out), "--quiet"]) == 0
+    run = out / names[0]
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    summary["pairs"].append({**summary["pairs"][0], "model": "<script>alert(3)</script>",
+                             "dataset": "javascript:alert(4)"})
+    anchors = {(pair["model"], pair["dataset"]): f"pair-{i}" for i, pair in enumerate(summary["pairs"])}
+    write_pairs_index(run, summary, anchors, template_environment(ReportSection()))
+
+    dialogs, errors, opened = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=BROWSER, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context(offline=True).new_page()
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            for index in (out / "index.html", run / "index.html"):
+                page.goto(index.as_uri())
+                count = page.locator("a").count()
+                assert count >= (len(names) if index.parent == out else 3)
+                for position in range(count):
+                    page.goto(index.as_uri())
+                    page.locator("a").nth(position).click()
+                    page.wait_for_load_state()
+                    opened.append((index, page.url))
+        finally:
+            browser.close()
+    assert dialogs == [] and errors == []
+    from urllib.parse import unquote, urlparse
+
+    targets = {(index, Path(unquote(urlparse(url).path))) for index, url in opened}
+    assert {target for index, target in targets if index.parent == out} >= {
+        out / name / "report.html" for name in names}
+    assert all(target.is_file() and out in target.parents for _, target in targets), targets
