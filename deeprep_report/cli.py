@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
     render.add_argument("--set", dest="overrides", action="append", default=[], metavar="report.KEY=VALUE",
                         help="override a report setting of the stored config, e.g. --set report.gallery.samples=8")
+    render.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the report to FILE (outside the run folder) and leave the run folder alone")
     render.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     render.add_argument("--debug", action="store_true", help="tracebacks on stderr")
     check = commands.add_parser("check", help="re-evaluate the checks of a finished run (no TensorFlow)",
@@ -80,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                        help="override a setting of the stored config, e.g. --set 'checks=[{rule: nan_inf}]'")
     audit_options(check)
+    writes = check.add_mutually_exclusive_group()
+    writes.add_argument("--dry-run", action="store_true",
+                        help="print the verdict and every result; write nothing")
+    writes.add_argument("--write", action="store_true",
+                        help="with --set: update the run's files (without it, --set only prints the results)")
+    check.add_argument("--no-render", action="store_true",
+                       help="update summary.json and summary.md only; the old report.html is removed (it showed "
+                            "the previous checks), deeprep render RUN_DIR writes it again")
     check.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     check.add_argument("--debug", action="store_true", help="tracebacks on stderr")
     index = commands.add_parser("index", help="write OUTPUT_DIR/index.html listing its run folders, newest first",
@@ -212,12 +222,22 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from deeprep_report.runner import recheck
+    from deeprep_report.audit.verdict import results_table
+    from deeprep_report.stored_run import recheck
 
     logs.release_console()
-    verdict, line = recheck(args.run_dir, args.baseline, args.overrides)
-    print(line)
-    return verdict.exit_code(args.fail_on)
+    write = not args.dry_run and (args.write or not args.overrides)
+    if args.no_render and not write:
+        raise UserError("--no-render: nothing is written with --dry-run or with --set but no --write")
+    checked = recheck(args.run_dir, args.baseline, args.overrides, write=write, render_report=not args.no_render)
+    if args.overrides and not write and not args.dry_run:  # said once the settings proved valid
+        logging.getLogger("deeprep").warning("--set without --write: nothing written (the run's files keep its own "
+                                             "settings); add --write to update them")
+    if not write:
+        for row in results_table(checked.results):
+            print(row)
+    print(checked.line)
+    return checked.verdict.exit_code(args.fail_on)
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -245,10 +265,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from deeprep_report.runner import rerender
+    from deeprep_report.stored_run import rerender
 
     logs.release_console()
-    print(f"done: {rerender(args.run_dir, args.overrides)}")
+    print(f"done: {rerender(args.run_dir, args.overrides, args.out)}")
     return EXIT_OK
 
 

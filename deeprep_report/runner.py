@@ -1,8 +1,7 @@
-"""The commands that run stages in order: ``deeprep run`` (config -> plan -> extract -> analyze -> audit ->
-render, into an atomically published run folder) and ``deeprep check`` (audit -> render on a stored run).
+"""``deeprep run``: the stages in order (config -> plan -> extract -> analyze -> audit -> render), into an
+atomically published run folder. ``deeprep check`` and ``render`` on a finished run: :mod:`.stored_run`.
 
-The extract stage imports TensorFlow, so it is imported inside :func:`run_pipeline`; ``deeprep check``
-never loads it."""
+The extract stage imports TensorFlow, so it is imported inside :func:`run_pipeline`."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from deeprep_report import __version__
 from deeprep_report.analysis.analyze import analyze
@@ -27,8 +26,7 @@ from deeprep_report.report.index import INDEX
 from deeprep_report.report.render import REPORT, render
 from deeprep_report.store import (
     MARKER, NONFINITE_NOTE, SCHEMA_ID, SCHEMA_VERSION, SUMMARY, RunFolder, StoreReader, StoreWriter, display_path,
-    is_run_folder, new_run_id, open_baseline, open_run, package_versions, platform_info, read_marker,
-    stored_pipeline, to_json_value, utc_now, write_json,
+    is_run_folder, new_run_id, package_versions, platform_info, to_json_value, utc_now, write_json,
 )
 
 log = logging.getLogger("deeprep")
@@ -180,53 +178,3 @@ def _summary(config: Config, target: Path, run_id: str, started: str, timings: d
         "timings": timings,
         **results,
     })  # plain JSON values from here on: checks and comparison read what summary.json will say
-
-
-def recheck(run_dir: Path, baseline: Path | None = None, overrides: Sequence[str] = ()) -> tuple[Verdict, str]:
-    """``deeprep check``: re-evaluate a finished run's checks (against ``baseline`` when given, with the stored
-    config's ``overrides``, e.g. other thresholds) without TensorFlow; republish its summary.json, summary.md
-    and report.html. Returns the verdict and its line."""
-    run_dir = _existing_run_folder(run_dir)
-    with _republishing(run_dir, "check") as folder:
-        summary, store = open_run(run_dir)
-        with store:
-            if summary["schema_version"] < 3:  # checks arrived with schema 3
-                raise UserError(f"{run_dir}/summary.json: schema version {summary['schema_version']} predates "
-                                f"checks; run the pipeline again with this deeprep to check it")
-            pipeline = stored_pipeline(store, run_dir, overrides)
-            comparison = summary.get("comparison")
-            if baseline is not None:
-                comparison = compare(store, summary, open_baseline(baseline), pipeline.analysis)
-            verdict = audit(summary, pipeline, comparison)
-            write_json(folder.staged(SUMMARY), summary)
-            report = run_dir / (REPORT if (run_dir / REPORT).exists() else SUMMARY)
-            write_markdown(folder.staged(MARKDOWN), summary, display_path(report))
-            if report.name == REPORT:
-                render(run_dir, overrides, into=folder.stage, opened=(summary, store))
-        folder.publish([REPORT, INDEX, MARKDOWN, SUMMARY] if report.name == REPORT else [MARKDOWN, SUMMARY])
-    return verdict, verdict.line(display_path(report))
-
-
-def rerender(run_dir: Path, overrides: Sequence[str] = ()) -> Path:
-    """``deeprep render``: rebuild a finished run's report.html (and its pairs index) without TensorFlow."""
-    run_dir = _existing_run_folder(run_dir)
-    with _republishing(run_dir, "render") as folder:
-        render(run_dir, overrides, into=folder.stage)
-        folder.publish([REPORT, INDEX])
-    return run_dir / REPORT
-
-
-def _existing_run_folder(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run folder")
-    return run_dir
-
-
-@contextmanager
-def _republishing(run_dir: Path, command: str) -> Iterator[RunFolder]:
-    """The run folder locked (a half-done publish finished first), for republishing some of its files under
-    its own run id."""
-    marker = read_marker(run_dir) or {}
-    with RunFolder(run_dir, str(marker.get("run_id") or new_run_id()), command) as folder:
-        yield folder

@@ -19,9 +19,9 @@ STAGES = ("config", "sources", "stats", "store", "extract", "analysis", "audit",
 #: Top-level helpers: anyone may import them; they import no stage.
 HELPERS = ("__init__", "errors", "logs", "progress", "tf_runtime")
 #: Top-level commands: they may import every stage; no stage imports them.
-COMMANDS = ("cli", "runner", "__main__")
-#: Stages that work from a stored run and must run without TensorFlow.
-NO_TENSORFLOW = ("analysis", "audit", "report")
+COMMANDS = ("cli", "runner", "stored_run", "__main__")
+#: Stages (and the command module) that work from a stored run and must run without TensorFlow.
+NO_TENSORFLOW = ("analysis", "audit", "report", "stored_run")
 TENSORFLOW = ("tensorflow", "keras", "tf_keras")
 
 

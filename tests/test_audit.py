@@ -131,7 +131,7 @@ def test_check_command_reevaluates_without_tensorflow(capsys, project):
     compared = summary_of(run_dir)["comparison"]["pairs"][0]
     assert [layer["cka"] for layer in compared["layers"]] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
     # other thresholds without re-running: the stored config with an override
-    relaxed = run(capsys, ["check", str(run_dir), "--quiet", "--set", "checks=[{rule: dead_units, max: 0.3}]"])
+    relaxed = run(capsys, ["check", str(run_dir), "--quiet", "--write", "--set", "checks=[{rule: dead_units, max: 0.3}]"])
     assert relaxed[:2] == (0, f"PASS 0 checks failed, 0 warnings — {run_dir}/report.html\n")
     assert summary_of(run_dir)["checks"]["definitions"][0]["max"] == 0.3
     assert run(capsys, ["check", str(run_dir), "--set", "checks=[{rule: dead}]"])[2] == (

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deeprep_report.audit.verdict import NOT_EVALUATED, one_line, results_of, verdict_of
+from deeprep_report.audit.verdict import number_text, one_line, results_of, status_word, verdict_of
 from deeprep_report.store import write_atomic
 
 MARKDOWN = "summary.md"
@@ -37,9 +37,8 @@ def markdown(summary: dict[str, Any], report: str) -> str:
         lines += ["| status | severity | rule | model × dataset | layer | value | threshold | detail |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in shown:
-            status = "not evaluated" if r.status == NOT_EVALUATED else ("FAIL" if r.severity == "fail" else "warn")
-            lines.append(f"| {status} | {r.severity} | `{r.rule}` | {_code(r.model)} × {_code(r.dataset)} | "
-                         f"{_code(r.layer) if r.layer else '–'} | {_number(r.value)} | {_number(r.threshold)} | "
+            lines.append(f"| {status_word(r)} | {r.severity} | `{r.rule}` | {_code(r.model)} × {_code(r.dataset)} | "
+                         f"{_code(r.layer) if r.layer else '–'} | {number_text(r.value)} | {number_text(r.threshold)} | "
                          f"{_text(r.detail)} |")
     else:
         lines.append("Every check passed.")
@@ -52,7 +51,7 @@ def _drift_table(comparison: dict[str, Any]) -> list[str]:
     lines = []
     for pair in comparison["pairs"]:
         lines += [f"Linear CKA with the baseline, {_code(pair['model'])} × {_code(pair['dataset'])}: "
-                  + ", ".join(f"{_code(layer['path'])} {_number(layer['cka'])}" for layer in pair["layers"]), ""]
+                  + ", ".join(f"{_code(layer['path'])} {number_text(layer['cka'])}" for layer in pair["layers"]), ""]
     return lines
 
 
@@ -72,7 +71,3 @@ def _text(text: object) -> str:
     backslash (which also breaks ``https://`` and ``www.`` autolinks apart)."""
     plain = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     return _PUNCTUATION.sub(r"\\\1", plain)
-
-
-def _number(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4g}"

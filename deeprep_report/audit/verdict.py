@@ -82,3 +82,27 @@ def verdict_of(summary: dict[str, Any]) -> Verdict:
 def results_of(summary: dict[str, Any]) -> list[CheckResult]:
     """The check results stored in a summary's ``checks`` block."""
     return [CheckResult(**result) for result in summary["checks"]["results"]]
+
+
+def results_table(results: Sequence[CheckResult]) -> list[str]:
+    """Every check result as aligned text lines, those that did not pass first (``check --dry-run``: what
+    summary.md would show, and the passes, without writing it). Names are made one line each."""
+    header = ("status", "severity", "rule", "model × dataset", "layer", "value", "threshold", "detail")
+    order = sorted(results, key=lambda r: r.status == PASS)
+    rows = [header] + [(status_word(r), r.severity, r.rule,
+                        f"{one_line(r.model)} × {one_line(r.dataset)}", one_line(r.layer or "–"), number_text(r.value),
+                        number_text(r.threshold), one_line(r.detail)) for r in order]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip() for row in rows]
+
+
+def status_word(result: CheckResult) -> str:
+    """``FAIL`` (a failed fail-severity check), ``warn``, ``not evaluated`` or ``pass``: one word per result."""
+    if result.status != FAIL:
+        return result.status
+    return "FAIL" if result.severity == "fail" else "warn"
+
+
+def number_text(value: float | None) -> str:
+    """A check's value or threshold as printed in summary.md and by ``check --dry-run``."""
+    return "–" if value is None else f"{value:.4g}"

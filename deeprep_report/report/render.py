@@ -32,11 +32,12 @@ REPORT = "report.html"
 
 
 def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | None = None, into: Path | None = None,
-           opened: tuple[dict[str, Any], StoreReader] | None = None) -> Path:
+           opened: tuple[dict[str, Any], StoreReader] | None = None, target: Path | None = None) -> Path:
     """Write ``report.html`` of the run in ``run_dir`` into ``into`` (default: ``run_dir``; a staging folder
-    when the caller publishes it) and return its path. ``opened`` is the run's ``(summary, store)`` when the
-    caller has them open already (``deeprep check``, with its re-evaluated summary); it keeps the store open.
-    A run with several pairs also gets an ``index.html`` of its pairs.
+    when the caller publishes it) and return its path; a run with several pairs also gets an ``index.html``
+    of its pairs there. ``target`` instead names a variant report file (``render --out``), written alone.
+    ``opened`` is the run's ``(summary, store)`` when the caller has them open already (``deeprep check``,
+    with its re-evaluated summary); it keeps the store open.
 
     The run folder is untrusted, so the ``report.template_dir`` stored in it is not used: templates come from
     ``template_dir`` (the pipeline of the user's own ``deeprep run``) or from ``--set report.template_dir=``
@@ -46,12 +47,12 @@ def render(run_dir: Path, overrides: Sequence[str] = (), template_dir: str | Non
     if opened is None:
         summary, store = open_run(run_dir)
         with store:
-            return _render_open(run_dir, summary, store, overrides, template_dir, into)
-    return _render_open(run_dir, *opened, overrides, template_dir, into)
+            return _render_open(run_dir, summary, store, overrides, template_dir, into, target)
+    return _render_open(run_dir, *opened, overrides, template_dir, into, target)
 
 
 def _render_open(run_dir: Path, summary: dict[str, Any], store: StoreReader, overrides: Sequence[str],
-                 template_dir: str | None, into: Path | None) -> Path:
+                 template_dir: str | None, into: Path | None, variant: Path | None) -> Path:
     settings = _trusted_templates(stored_settings(store, run_dir, overrides), overrides, template_dir)
     environment = template_environment(settings)
     context = build(summary, store, settings)
@@ -62,13 +63,15 @@ def _render_open(run_dir: Path, summary: dict[str, Any], store: StoreReader, ove
     except jinja2.exceptions.SecurityError as exc:
         raise UserError(f"report.template_dir {settings.template_dir}: a template did something the sandbox "
                         f"refuses: {exc}") from None
-    target = Path(into or run_dir) / REPORT
+    target = variant or Path(into or run_dir) / REPORT
     write_atomic(target, html)
-    if len(context["pairs"]) > 1:
+    if len(context["pairs"]) > 1 and variant is not None:
+        log.info("no pairs index for a report written with --out (its links name the run's report.html)")
+    elif len(context["pairs"]) > 1:
         write_pairs_index(target.parent, summary, {(p["model"], p["dataset"]): p["id"] for p in context["pairs"]},
                           environment)
     size = target.stat().st_size / 1e6
-    log.info("report.html: %.1f MB. %s", size, context["verdict"]["text"])
+    log.info("%s: %.1f MB. %s", target.name, size, context["verdict"]["text"])
     if size > settings.size_budget_mb:
         log.warning("report.html is %.1f MB, over report.size_budget_mb (%.1f MB): show fewer layers "
                     "(report.layers) or smaller galleries (report.gallery)", size, settings.size_budget_mb)
