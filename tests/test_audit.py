@@ -91,7 +91,10 @@ def test_exit_codes_follow_the_checks_and_fail_on(capsys, project):
     assert f"**FAIL 1 check failed, 0 warnings** — ` {report} `" in markdown
     assert "| FAIL | fail | `dead_units` | ` m ` × ` d ` | ` hidden ` | 0.25 | 0.1 | 1 of 4 units dead |" in markdown
     html = (project / "outputs/t/report.html").read_text()
-    assert '<p class="banner fail" role="status"><a href="#checks">FAIL: 1 check failed, 0 warnings, 0 passed.</a>' in html
+    banner = html.split('<p class="banner fail" role="status">')[1].split("</p>")[0]
+    assert " ".join(banner.split()) == ('<span class="word">FAIL</span> 1 check failed, 0 warnings, 0 passed. '
+                                        '<a href="#checks">The checks</a>')
+    assert '<p class="verdict' not in html  # no second, green bar under the verdict when every figure was drawn
     assert run(capsys, ["run", str(strict), "--quiet", "--fail-on", "never"])[0] == 0
 
     warn = pipeline(project, checks=[{"rule": "dead_units", "max": 0.1, "severity": "warn"},

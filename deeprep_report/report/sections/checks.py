@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deeprep_report.audit.verdict import FAIL, NOT_EVALUATED, PASS, Verdict
+from deeprep_report.audit.verdict import FAIL, NOT_EVALUATED, PASS, CheckResult, Verdict, status_word
 
 #: Order of check results in the report: what needs attention first.
 _ORDER = {("fail", FAIL): 0, ("warn", FAIL): 1, ("fail", NOT_EVALUATED): 2, ("warn", NOT_EVALUATED): 2,
@@ -20,9 +20,10 @@ def build(summary: dict[str, Any], anchors: dict[tuple[str, str, str], str]) -> 
     verdict = Verdict(**checks["verdict"])
     rows = []
     for result in sorted(checks["results"], key=lambda r: _ORDER[(r["severity"], r["status"])]):
-        label = ("FAIL" if result["severity"] == "fail" else "warn") if result["status"] == FAIL else result["status"]
+        label = status_word(CheckResult(**result))
         rows.append({**result, "label": label, "css": label.lower().replace(" ", "-"),
                      "anchor": anchors.get((result["model"], result["dataset"], result["layer"]), "")})
-    return {"status": verdict.status, "text": f"{verdict.status}: {verdict.counts(with_passed=True)}.",
+    return {"status": verdict.status, "counts": verdict.counts(with_passed=True),
+            "text": f"{verdict.status}: {verdict.counts(with_passed=True)}.",
             "defaults": checks["defaults"], "rows": rows,
             "problems": sum(row["status"] != PASS for row in rows)}
