@@ -123,6 +123,26 @@ def test_findings_match_the_summary(demo_run):
         assert (phrase in html) == (dead > 0), layer["path"]
 
 
+def test_the_report_defines_every_rule_the_run_used(demo_run):
+    """A reader with only the HTML sees what each rule means, why it matters and how it was configured."""
+    import html as html_module
+
+    from deeprep_report.config.rules import RULE_MODELS
+
+    summary = json.loads((demo_run[0] / "summary.json").read_text())
+    html = (demo_run[0] / "report.html").read_text()
+    section = html[html.index('<section id="checks">'):]
+    section = section[: section.index("</section>")]
+    rules = re.findall(r'<details class="rule"><summary><code>([a-z_]+)</code>', section)
+    assert rules == [definition["rule"] for definition in summary["checks"]["definitions"]]
+    for definition in summary["checks"]["definitions"]:
+        model = RULE_MODELS[definition["rule"]]
+        assert html_module.escape(model.why) in section
+        assert " ".join(model.__doc__.replace("``", "").split()) in html_module.unescape(section)
+    assert "As configured: layers all · datasets all · severity warn · max 0.5" in section  # dead_units
+    assert "docs/checks.md" not in section
+
+
 def test_names_are_escaped_everywhere(tmp_path, tf_quiet):
     """Hostile model, dataset and layer names never reach the HTML unescaped.
 
