@@ -2,7 +2,8 @@
 
 Needs Debian's ``chromium`` and the ``playwright`` package (test extra); ``.ci/run``
 installs both and sets DEEPREP_REQUIRE_BROWSER=1 so a missing browser fails
-there instead of skipping.
+there instead of skipping. The demo report's full-page screenshot goes to the test's temporary
+folder, or to ``DEEPREP_SCREENSHOT_DIR`` to keep it (never into the working tree).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _need(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-def test_demo_report_in_headless_chromium(demo_run):
+def test_demo_report_in_headless_chromium(demo_run, tmp_path):
     _need(BROWSER is not None, "no chromium on PATH")
     try:
         from playwright.sync_api import sync_playwright
@@ -54,8 +55,7 @@ def test_demo_report_in_headless_chromium(demo_run):
                 "[...document.querySelectorAll('a[href^=\"#\"]')]"
                 ".map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id))")
             toc_links = page.evaluate("document.querySelectorAll('nav.toc a').length")
-            out = ROOT / "outputs"
-            out.mkdir(exist_ok=True)
+            out = Path(os.environ.get("DEEPREP_SCREENSHOT_DIR") or tmp_path)  # never the working tree
             page.screenshot(path=str(out / "report-screenshot.png"), full_page=True)
         finally:
             browser.close()
