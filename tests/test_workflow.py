@@ -56,7 +56,8 @@ def test_set_writes_nothing_without_write_and_says_so(run_dir, capsys):
     assert capsys.readouterr().out == f"FAIL 1 check failed, 0 warnings — {run_dir / 'report.html'}\n"
     assert [r["rule"] for r in results_of(run_dir) if r["status"] == "fail"] == ["saturation"]
     assert "FAIL" in (run_dir / "summary.md").read_text(encoding="utf-8")
-    assert "FAIL" in (run_dir / "report.html").read_text(encoding="utf-8").split("</h1>")[1][:2000]
+    assert '<p class="banner fail" role="status"><span class="word">FAIL</span>' in (
+        run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_no_render_updates_the_summaries_and_removes_the_stale_report(run_dir, capsys):

@@ -205,6 +205,7 @@ def minibatch_cka_matrix(layers: Sequence[Any], batch_size: int, seed: int = 0, 
     layer's b × b linear Gram matrix is U-centred once; memory is O(b²·layers), in ``folder`` when large,
     whatever n is.
     """
+    readers = [layer.at if hasattr(layer, "at") else np.asarray(layer).__getitem__ for layer in layers]
     n = layers[0].n if hasattr(layers[0], "at") else len(layers[0])
     order = np.random.default_rng(seed).permutation(n)
     total = np.zeros((len(layers), len(layers)))
@@ -214,8 +215,8 @@ def minibatch_cka_matrix(layers: Sequence[Any], batch_size: int, seed: int = 0, 
             continue
         stack = GramStack(len(layers), len(rows), True, folder)
         try:
-            for layer in layers:
-                stack.add(layer.at(rows) if hasattr(layer, "at") else np.asarray(layer)[rows])
+            for read in readers:
+                stack.add(read(rows))
             total += stack.inner()
         finally:
             stack.close()
