@@ -23,6 +23,7 @@ class Progress:
         self.label = label
         self.unit = unit
         self.done = 0
+        self.first: tuple[int, float] | None = None  # (count, seconds) of the first step: warm-up (tracing, JIT)
         self.interval = interval
         self._bar = None
         use_bar = sys.stderr.isatty() if bar is None else bar
@@ -38,6 +39,8 @@ class Progress:
 
     def advance(self, count: int) -> None:
         self.done += count
+        if self.first is None:
+            self.first = (self.done, time.perf_counter() - self.started)
         if self._bar is not None:
             self._bar.update(count)
             return
@@ -53,6 +56,16 @@ class Progress:
     @property
     def rate(self) -> float:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def steady_rate(self) -> float:
+        """The rate after the first step, which includes one-off warm-up (a compiled forward function's tracing,
+        numba's first call); the overall rate when there was only one step."""
+        if self.first is None or self.first[0] >= self.done:
+            return self.rate
+        count, seconds = self.first
+        rest = self.elapsed - seconds
+        return (self.done - count) / rest if rest > 0 else self.rate
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if self._bar is not None:

@@ -94,7 +94,9 @@ def run_pipeline(config: Config, run_log: RunLog, out: Path | None = None, bar: 
         if config.pipeline.report.enabled:
             mark = time.perf_counter()
             render(folder.stage, template_dir=config.pipeline.report.template_dir)
-            log.info("report rendered in %.1f s", time.perf_counter() - mark)
+            summary["timings"]["render"] = time.perf_counter() - mark
+            write_json(folder.staged(SUMMARY), summary)
+            log.info("report rendered in %.1f s", summary["timings"]["render"])
         log.info("run finished in %.1f s: %s", time.perf_counter() - clock, line)
         run_log.detach()
         folder.publish(list(RUN_FILES))

@@ -108,7 +108,8 @@ def test_exactly_one_source(tmp_path):
 def test_layers_must_be_all_or_names(tmp_path):
     text = "models: [{builtin: digits_cnn, layers: 3}]\ndatasets: [{builtin: digits}]\n"
     assert error_of(tmp_path, text) == (
-        "pipeline.yaml: models[0].layers: expected 'all' or a non-empty list of layer names or patterns, got 3")
+        "pipeline.yaml: models[0].layers: expected 'all' or a non-empty list of layer names, patterns or "
+        "{type: ..., glob: ...} mappings, got 3")
 
 
 def test_names_are_unique_and_references_resolve(tmp_path):

@@ -65,6 +65,11 @@ def test_stored_activations_equal_independent_keras(tmp_path, name):
                 spatial = tuple(range(1, expected.ndim - 1))
                 np.testing.assert_allclose(group["pooled"][()], group["maps"][()].astype(np.float64).mean(axis=spatial),
                                            rtol=1e-6, atol=1e-7, err_msg=path)
+            if expected.ndim >= 4:  # a map's peak (it ranks exemplars) is the maximum over positions of Keras's
+                np.testing.assert_allclose(group["peak"][()], expected.max(axis=spatial), rtol=1e-5, atol=1e-6,
+                                           err_msg=path)
+            else:
+                assert "peak" not in group, path
             view, spec = store.view("m", "d", path)  # the analysis view: whole, or count-sketched above 16 values
             assert spec.method == ("count_sketch" if expected[0].size > 16 else ("pooled" if expected.ndim == 2
                                                                                  else "flat")), path

@@ -210,9 +210,24 @@ def test_template_dir_overrides_and_settings(demo_run, tmp_path):
                  "--set", "report.layers=[conv*, dense_2]"])
     assert code == 0
     page = Page((run_dir / "report.html").read_text(encoding="utf-8"))
-    assert not page.all("img") and len([p for p in page.all("p") if p.get("class") == "custom"]) > 5
+    # every figure came through the replaced macro; only the galleries' maps and colour bars are their own markup
+    assert all(", channel " in img["alt"] or img["alt"].startswith("colour scale") for img in page.all("img"))
+    assert len([p for p in page.all("p") if p.get("class") == "custom"]) > 5
     assert len([i for i in page.ids if i.startswith("pair-0-layer-")]) == 3  # conv1, conv2, dense_2
     assert "Layers captured but not shown" in " ".join(page.text)
+
+
+def test_a_replaced_template_that_breaks_is_one_line(demo_run, tmp_path, capsys):
+    run_dir = copy_run(demo_run[0], tmp_path / "copy")
+    custom = tmp_path / "broken"
+    custom.mkdir()
+    (custom / "macros.html.j2").write_text("{% macro table(rows, caption) %}{% endmacro %}", encoding="utf-8")
+    assert main(["render", str(run_dir), "--quiet", "--set", f"report.template_dir={custom}"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: report.template_dir {custom}: UndefinedError: the template 'macros.html.j2' (imported on line 2 in "
+        "'sections/overview.html.j2') does not export the requested name 'figure' (a replaced template must define "
+        "what the shipped one does: docs/report.md)\n")
+    assert not (run_dir / "report.html").exists()
 
 
 def test_a_figure_that_fails_is_reported_not_fatal(demo_run, tmp_path, monkeypatch):
@@ -249,6 +264,25 @@ def test_top_rows_equal_a_full_sort_whatever_the_chunking(tmp_path, monkeypatch)
                 column = np.where(np.isnan(values[:, unit]), -np.inf, values[:, unit])
                 np.testing.assert_array_equal(rows[i], np.argsort(-column, kind="stable")[:6])
                 np.testing.assert_allclose(top[i], column[rows[i]])
+
+
+def test_top_rows_break_ties_by_the_second_key(tmp_path, monkeypatch):
+    """Exemplars of a map layer: equal peaks (a saturated patch) are ordered by the mean, then by row."""
+    import deeprep_report.report.sections.layer as content
+
+    rng = np.random.default_rng(4)
+    peak = np.round(rng.uniform(size=(500, 3)), 1).astype(np.float32)  # many ties
+    mean = rng.normal(size=(500, 3)).astype(np.float32)
+    mean[10:20] = 0.5  # ties in both keys: the row decides
+    with h5py.File(tmp_path / "p.h5", "w") as handle:
+        handle["peak"], handle["pooled"] = peak, mean
+        for chunk in (9, 8192):
+            monkeypatch.setattr(content, "_ROWS_PER_READ", chunk)
+            rows, top = _top_rows(handle["peak"], np.array([2, 0]), 12, ties=handle["pooled"])
+            for i, unit in enumerate([2, 0]):
+                expected = sorted(range(500), key=lambda r: (-peak[r, unit], -mean[r, unit], r))[:12]
+                assert rows[i].tolist() == expected
+                np.testing.assert_array_equal(top[i], peak[expected, unit])
 
 
 def test_selection_rules():

@@ -11,11 +11,13 @@ from deeprep_report.extract.accumulate import LayerAccumulator
 from deeprep_report.stats import Histogram, Moments, saturation_thresholds, unit_stats
 
 
-def stream(values: np.ndarray, batch: int, bins: int = 64, thresholds=None) -> tuple[LayerAccumulator, np.ndarray]:
+def stream(values: np.ndarray, batch: int, bins: int = 64, thresholds=None,
+           peaks: bool = False) -> tuple[LayerAccumulator, np.ndarray]:
+    """The accumulator after every batch, and each sample's mean over positions (or, ``peaks``, its maximum)."""
     units = values.shape[-1] if values.ndim > 1 else 1
     accumulator = LayerAccumulator(units, bins, thresholds)
     pooled = [accumulator.update(values[i : i + batch]) for i in range(0, len(values), batch)]
-    return accumulator, np.concatenate(pooled)
+    return accumulator, np.concatenate([peak if peaks else mean for mean, peak in pooled])
 
 
 def numpy_reference(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -63,6 +65,10 @@ def test_streaming_moments_equal_numpy_on_the_full_array(shape, batch):
     spatial = tuple(range(1, values.ndim - 1))
     expected_pooled = values.astype(np.float64).mean(axis=spatial) if spatial else values.reshape(len(values), -1)
     np.testing.assert_allclose(pooled, expected_pooled, rtol=1e-6, equal_nan=True)
+    _, peaks = stream(values, batch, peaks=True)
+    flat = values.astype(np.float64).reshape(len(values), -1, values.shape[-1] if values.ndim > 1 else 1)
+    expected_peaks = np.where(np.isnan(flat), -np.inf, flat).max(axis=1)  # NaN skipped, Inf is a maximum
+    np.testing.assert_array_equal(peaks, expected_peaks.astype(np.float32))
 
 
 @pytest.mark.parametrize("batch", [1, 5, 16, 200])

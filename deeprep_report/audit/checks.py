@@ -10,6 +10,7 @@ rule, no baseline for a drift rule, the analysis switched off).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, replace
 from typing import Any, Iterator, Sequence
 
@@ -51,6 +52,8 @@ def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[
     weights = {model["name"]: model.get("weights") for model in summary["models"]}
     graphs = {model["name"]: {layer["path"]: layer.get("inputs") or [] for layer in model.get("layers", [])}
               for model in summary["models"]}
+    types = {model["name"]: {layer["path"]: layer.get("class_name") for layer in model.get("layers", [])}
+             for model in summary["models"]}
     for check in checks:
         audited = set()
         for pair in audited_pairs(summary):
@@ -58,13 +61,16 @@ def evaluate(checks: Sequence[Check], summary: dict[str, Any], comparison: dict[
                 try:
                     if isinstance(check, ProbeMonotonicCheck):
                         results += list(_probe_monotonic(check, pair, graphs.get(pair["model"], {})))
+                    elif isinstance(check, WeightsCheck):  # layers with weights: the model's, not the pair's
+                        results += list(_weights(check, pair, comparison, types.get(pair["model"], {})))
                     else:
                         results += list(_RULES[type(check)](check, pair, comparison))
                 except _Missing as missing:
                     results.append(_result(check, pair, None, None, None, None, str(missing)))
                 if isinstance(check, NanInfCheck) and pair["model"] not in audited:  # weights: once per model
                     audited.add(pair["model"])
-                    results += list(_nonfinite_weights(check, pair, weights.get(pair["model"])))
+                    results += list(_nonfinite_weights(check, pair, weights.get(pair["model"]),
+                                                       types.get(pair["model"], {})))
     return results
 
 
@@ -83,8 +89,18 @@ def _result(check: Check, pair: dict[str, Any], layer: str | None, value: float 
                        detail)
 
 
+def _chosen(check: Check, paths: Iterable[str], types: Mapping[str, str | None]) -> set[str]:
+    """The paths the check's ``layers:`` picks; ``types`` gives each layer's Keras class (for ``{type: ...}``)."""
+    return set(select(check.layers, {path: types.get(path) for path in paths}))
+
+
+def _types(pair: dict[str, Any]) -> dict[str, str | None]:
+    """Path -> Keras class name of the pair's captured layers."""
+    return {layer["path"]: layer.get("class_name") for layer in pair["layers"]}
+
+
 def _layers(check: Check, pair: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    chosen = set(select(check.layers, [layer["path"] for layer in pair["layers"]]))
+    chosen = _chosen(check, [layer["path"] for layer in pair["layers"]], _types(pair))
     return (layer for layer in pair["layers"] if layer["path"] in chosen)
 
 
@@ -101,9 +117,10 @@ def _nan_inf(check: NanInfCheck, pair: dict[str, Any], comparison: Any) -> Itera
         yield _result(check, pair, layer["path"], float(count), 0.0, count == 0, f"{count:,} NaN/Inf values")
 
 
-def _nonfinite_weights(check: NanInfCheck, pair: dict[str, Any], rows: list[dict] | None) -> Iterator[CheckResult]:
+def _nonfinite_weights(check: NanInfCheck, pair: dict[str, Any], rows: list[dict] | None,
+                       types: Mapping[str, str | None]) -> Iterator[CheckResult]:
     """Non-finite weights fail ``nan_inf`` by themselves: a compiled graph can hide them from the activations."""
-    chosen = set(select(check.layers, [row["path"] for row in rows or []]))
+    chosen = _chosen(check, [row["path"] for row in rows or []], types)
     for row in rows or []:
         if row["path"] in chosen and row["nonfinite"]:
             yield _result(check, pair, row["path"], float(row["nonfinite"]), 0.0, False,
@@ -134,7 +151,7 @@ def _analysed(check: Check, pair: dict[str, Any], block: str) -> list[tuple[str,
         raise _Missing(reasons.get(block, f"no {block}"))
     names = analysis["layers"]
     candidates = [n for n in names if n != "input"] if check.layers == "all" else names
-    chosen = set(select(check.layers, candidates))
+    chosen = _chosen(check, candidates, _types(pair))
     return [(name, entry) for name, entry in zip(names, entries) if name in chosen]
 
 
@@ -146,7 +163,7 @@ def _compared(check: Check, pair: dict[str, Any], comparison: dict[str, Any] | N
                  None)
     if match is None:
         raise _Missing("this pair has no counterpart in the baseline run")
-    chosen = set(select(check.layers, [layer["path"] for layer in match["layers"]]))
+    chosen = _chosen(check, [layer["path"] for layer in match["layers"]], _types(pair))
     return [layer for layer in match["layers"] if layer["path"] in chosen]
 
 
@@ -218,13 +235,14 @@ def _stat_drift(check: StatDriftCheck, pair: dict[str, Any], comparison: dict[st
         yield replace(result, detail=detail)
 
 
-def _weights(check: WeightsCheck, pair: dict[str, Any], comparison: dict[str, Any] | None) -> Iterator[CheckResult]:
+def _weights(check: WeightsCheck, pair: dict[str, Any], comparison: dict[str, Any] | None,
+             types: Mapping[str, str | None]) -> Iterator[CheckResult]:
     if comparison is None:
         raise _Missing("no baseline to compare with (compare.baseline or --baseline)")
     match = next((m for m in comparison.get("weights", []) if m["model"] == pair["model"]), None)
     if match is None:
         raise _Missing("the baseline run has no weights of this model (a run before the weights audit?)")
-    chosen = set(select(check.layers, [layer["path"] for layer in match["layers"]]))
+    chosen = _chosen(check, [layer["path"] for layer in match["layers"]], types)
     for layer in match["layers"]:
         if layer["path"] in chosen:
             yield _bounded(check, pair, layer["path"], layer["relative_change"], check.max_change, True,
@@ -232,5 +250,4 @@ def _weights(check: WeightsCheck, pair: dict[str, Any], comparison: dict[str, An
 
 
 _RULES = {DeadUnitsCheck: _dead_units, NanInfCheck: _nan_inf, SaturationCheck: _saturation, CollapseCheck: _collapse,
-          ProbeAccuracyCheck: _probe_accuracy, DriftCheck: _drift,
-          StatDriftCheck: _stat_drift, WeightsCheck: _weights}
+          ProbeAccuracyCheck: _probe_accuracy, DriftCheck: _drift, StatDriftCheck: _stat_drift}

@@ -1,9 +1,9 @@
 """The ``config`` stage: ``pipeline.yaml`` read safely and validated into typed sections.
 
-``sections`` and ``rules`` are the schema (one typed option per key); ``parsing``
+``sections``, ``data`` (the datasets) and ``rules`` are the schema (one typed option per key); ``parsing``
 reads YAML, ``overrides`` applies ``--set`` and presets, ``messages`` writes every
 error line, ``loading`` ties them together into :func:`load_config`, ``schema``
-exports the JSON Schema, ``selectors`` defines the ``layers:`` selector language.
+exports the JSON Schema, ``selectors`` defines the ``layers:`` selector language (and matches it).
 Later stages import from here, not from the modules.
 """
 

@@ -51,6 +51,8 @@ class Config:
                 for key in ("preset",) if section == "models" else ():
                     if entry.get(key) and not entry[key].startswith("package:"):
                         entry[key] = str(self.resolve(entry[key]).resolve())
+                if section == "datasets" and isinstance(entry.get("class_names"), str):
+                    entry["class_names"] = str(self.resolve(entry["class_names"]).resolve())
                 tokenizer = entry.get("tokenizer") if section == "datasets" else None
                 if tokenizer and tokenizer.get("path") and not tokenizer["path"].startswith("package:"):
                     tokenizer["path"] = str(self.resolve(tokenizer["path"]).resolve())

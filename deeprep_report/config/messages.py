@@ -29,7 +29,7 @@ def _is_rule_tag(loc: tuple[Any, ...], index: int) -> bool:
 
 def _is_union_tag(part: Any) -> bool:
     """Pydantic inserts the union member's type name into error locations; drop it."""
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "dict"))
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "dict", "list"))
 
 
 _EXPECTED = {
@@ -83,7 +83,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     """The field names of the config section at ``loc`` (for 'did you mean')."""
     cls: Any = Pipeline
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or _is_union_tag(part):
             continue
         if part in RULES and cls is None:
             cls = RULE_MODELS[part]

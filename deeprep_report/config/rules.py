@@ -10,6 +10,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from deeprep_report.config.fields import Strict, layer_selectors
+from deeprep_report.config.selectors import Selectors
 
 Severity = Literal["warn", "fail"]
 #: Per-layer statistics of summary.json that a comparison with a baseline reports and ``stat_drift`` can check.
@@ -18,7 +19,8 @@ LAYER_STATISTICS = ("mean", "std", "min", "max", "zero_fraction", "nonfinite_fra
 
 
 class _Check(Strict):
-    layers: Literal["all"] | list[str] = Field("all", description="Layers the rule applies to: names or globs.")
+    layers: Selectors = Field("all", description="Layers the rule applies to: names, globs or {type, glob} "
+                                                 "mappings.")
     datasets: Literal["all"] | list[str] = Field("all", description="Datasets whose pairs are checked (names).")
     severity: Severity = Field("fail", description="warn or fail: what a failure of this check means.")
 

@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from deeprep_report.config.data import DatasetSpec
 from deeprep_report.config.fields import Strict, entry_name, layer_selectors, plain_data
 from deeprep_report.config.rules import Check
+from deeprep_report.config.selectors import Selectors
 
 
 class RunSection(Strict):
@@ -51,9 +53,12 @@ class ModelSpec(Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for application, factory or preset."
     )
-    layers: Literal["all"] | list[str] = Field(
-        "all", description="'all', or a list of layer names and glob patterns (matched on the nested path)."
-    )
+    layers: Selectors = Field(
+        "all", description="'all', or a list of layer names and glob patterns (matched on the nested path) and "
+                           "mappings {type: Conv2D, glob: '*conv*', case: insensitive}.")
+    preprocess: str | None = Field(
+        None, description="A keras.applications module (mobilenet_v2, resnet50, ...) whose preprocess_input is "
+                          "applied to the model's input inside the forward pass; stored inputs stay the data's.")
     allow_lambda: bool = Field(
         False, description="Load Lambda layers, which run Python code stored in the model file."
     )
@@ -71,6 +76,14 @@ class ModelSpec(Strict):
 
     _layers_shape = field_validator("layers", mode="before")(lambda value: layer_selectors(value))
     _plain_options = field_validator("options")(lambda value: plain_data(value, "options"))
+
+    @field_validator("preprocess")
+    @classmethod
+    def _module_name(cls, value: str | None) -> str | None:
+        """A module name, not a path to import: it is looked up among keras.applications' modules (at plan time)."""
+        if value is not None and not re.fullmatch(r"[a-z0-9_]+", value):
+            raise ValueError(f"expected a keras.applications module name such as mobilenet_v2, got {value!r}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -99,117 +112,6 @@ class ModelSpec(Strict):
             self.name = re.split(r"[:/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "model"
         return self
 
-
-class TokenizerSpec(Strict):
-    """How raw text becomes token ids (keras-hub tokenizers, offline; docs/text.md)."""
-
-    kind: Literal["byte", "codepoint", "wordpiece", "preset"] = Field(
-        description="byte: UTF-8 bytes; codepoint: Unicode code points; wordpiece: a vocabulary file; preset: the "
-                    "tokenizer of a keras-hub or Hugging Face folder (e.g. a BERT vocab.txt beside config.json).")
-    path: str | None = Field(
-        None, description="wordpiece: the vocabulary file; preset: the folder, or 'package:<module>/<sub/path>' for "
-                          "a folder inside an installed package.")
-    lowercase: bool = Field(True, description="wordpiece: lowercase text first.")
-
-    @model_validator(mode="after")
-    def _path_when_needed(self) -> "TokenizerSpec":
-        if self.kind in ("wordpiece", "preset") and not self.path:
-            raise ValueError(f"tokenizer kind {self.kind!r} needs a path")
-        if self.kind in ("byte", "codepoint") and self.path:
-            raise ValueError(f"path applies to wordpiece and preset tokenizers, not to {self.kind!r}")
-        if self.kind == "preset" and not self.lowercase:
-            raise ValueError("lowercase applies to wordpiece, byte and codepoint; a preset's tokenizer keeps its own")
-        return self
-
-
-class DatasetSpec(Strict):
-    """One dataset to push through the models; exactly one of ``path`` and ``builtin``."""
-
-    name: str | None = Field(None, description="Name used in outputs; defaults to the source's name.")
-    path: str | None = Field(
-        None, description="A .npz or .h5 file with array x (and optional labels y), an image folder, or text: "
-                          ".txt (one sample per line), .jsonl or .csv (named text and label fields).")
-    builtin: Literal["digits", "digits_mirrored", "docstrings"] | None = Field(
-        None, description="A dataset shipped with the tool: the digits, the digits half mirrored (label: mirrored), "
-                          "or docstrings (first paragraphs of numpy, scipy, scikit-learn and matplotlib functions' "
-                          "docstrings; label: library; needs a tokenizer).")
-    limit: int | None = Field(None, ge=1, description="Use at most this many samples.")
-    batch_size: int = Field(64, ge=1, description="Samples per forward pass; bounds memory.")
-    shuffle: bool = Field(True, description="Pick samples in a seeded random order (run.seed).")
-    x: str | dict[str, str] | None = Field(
-        None,
-        description="Array holding the model input ('x' by default), or a mapping model-input-name -> array.",
-    )
-    y: str | None = Field(None, description="Array holding integer labels; default 'y' when present.")
-    image_size: tuple[int, int] | None = Field(
-        None, description="Image folders: resize to [height, width]; default the first image's size."
-    )
-    color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Image folders: channels.")
-    rescale: float = Field(1.0, description="Image folders and .npz/.h5 arrays: multiply input values (as float32), "
-                                            "e.g. 1/255.")
-    tokenizer: TokenizerSpec | None = Field(None, description="Text: how text becomes token ids.")
-    sequence_length: int | None = Field(
-        None, ge=2, description="Text: tokens per sample, start/end tokens included; longer texts are cut at the "
-                                "end (counted in the log), shorter ones padded at the end.")
-    text_field: str = Field("text", description=".jsonl/.csv: the field holding the text.")
-    label_field: str | None = Field(
-        "label", description=".jsonl/.csv: the field holding the label (absent from every record: no labels).")
-    mask: str | None = Field(
-        None, description="Token arrays: an array (N, T) that is nonzero at real tokens and 0 at padding.")
-    pad_id: int | None = Field(None, ge=0, description="Token arrays: the padding id (mask = ids != pad_id).")
-    vocabulary: str | None = Field(
-        None, description="Token arrays: an array of strings, token id -> token, for the report's contexts.")
-    token_labels: list[str] = Field(
-        default_factory=list, description="Token arrays: arrays (N, T) of integer labels per token, probed at "
-                                          "token level.")
-
-    _name = field_validator("name")(lambda value: entry_name(value))
-
-    @field_validator("rescale", mode="before")
-    @classmethod
-    def _fraction(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            match = re.fullmatch(r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*", value)
-            if match and float(match.group(2)) != 0:
-                return float(match.group(1)) / float(match.group(2))
-        return value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "DatasetSpec":
-        given = [k for k in ("path", "builtin") if getattr(self, k) is not None]
-        if len(given) != 1:
-            got = " and ".join(given) if given else "none"
-            raise ValueError(f"give exactly one of path, builtin (got {got})")
-        text = self.builtin == "docstrings" or str(self.path or "").lower().endswith((".txt", ".jsonl", ".csv"))
-        if text and (self.tokenizer is None or self.sequence_length is None):
-            raise ValueError("text needs a tokenizer and a sequence_length")
-        if not text and self.tokenizer is not None:
-            raise ValueError("tokenizer applies only to text (.txt, .jsonl, .csv or builtin docstrings)")
-        self._only_where_it_applies(text)
-        if self.mask is not None and self.pad_id is not None:
-            raise ValueError("give mask or pad_id, not both")
-        if self.name is None:
-            source = self.builtin or str(self.path)
-            self.name = re.split(r"[/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "dataset"
-        return self
-
-
-    def _only_where_it_applies(self, text: bool) -> None:
-        """A key that would be accepted and ignored is refused (nothing silent). Compared with the defaults, not
-        with the keys given: the resolved pipeline.yaml of a run folder spells every default out."""
-        defaults = {name: field.get_default(call_default_factory=True) for name, field in type(self).model_fields.items()}
-        given = {name for name in defaults if getattr(self, name) != defaults[name]}
-        arrays = [k for k in ("mask", "pad_id", "vocabulary", "token_labels") if k in given]
-        if text and arrays:
-            raise ValueError(f"{arrays[0]} applies to token arrays (.npz, .h5), not to text, whose tokenizer pads")
-        fields = [k for k in ("text_field", "label_field") if k in given]
-        jsonl_or_csv = str(self.path or "").lower().endswith((".jsonl", ".csv"))
-        if fields and not jsonl_or_csv:
-            raise ValueError(f"{fields[0]} applies to .jsonl and .csv files")
-        if "rescale" in given and (text or self.builtin is not None):
-            raise ValueError("rescale applies to image folders and .npz/.h5 arrays")
-        if not text and self.sequence_length is not None:
-            raise ValueError("sequence_length applies to text; token arrays keep their own length")
 
 
 class StoreSection(Strict):
@@ -357,9 +259,9 @@ class ReportSection(Strict):
 
     enabled: bool = Field(True, description="Render report.html at the end of deeprep run.")
     template_dir: str | None = Field(None, description="Folder of templates that replace the shipped ones.")
-    layers: Literal["all"] | list[str] = Field(
-        "all", description="Captured layers that get a section: 'all', or names and glob patterns."
-    )
+    layers: Selectors = Field(
+        "all", description="Captured layers that get a section: 'all', or names, glob patterns and {type, glob} "
+                           "mappings.")
     gallery: GallerySection = Field(default_factory=GallerySection)
     exemplars: ExemplarSection = Field(default_factory=ExemplarSection)
     heatmap_samples: int = Field(80, ge=4, le=1000, description="Samples (rows) of a dense layer's heatmap.")

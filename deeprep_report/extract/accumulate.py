@@ -20,11 +20,11 @@ from deeprep_report.stats import Histogram, Moments
 
 
 class LayerAccumulator:
-    """Running statistics of one layer's activations, plus each sample's pooled value.
+    """Running statistics of one layer's activations, plus each sample's pooled values.
 
     ``update`` takes a batch of activations (B, ..., C) and returns the pooled
-    activations (B, C): the mean over every axis between the batch and the unit
-    axis (spatial positions of a conv map, tokens of a sequence).
+    activations (B, C): the mean and the maximum over every axis between the
+    batch and the unit axis (spatial positions of a conv map, tokens of a sequence).
     """
 
     def __init__(self, units: int, bins: int, thresholds: tuple[float, float] | None = None) -> None:
@@ -52,32 +52,38 @@ class LayerAccumulator:
     def histogram(self) -> Histogram:
         return Histogram(*self._window, self._codes[1 : self.bins + 1].copy())
 
-    def update(self, activations: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Fold a batch into the running statistics; return its pooled activations (B, C) float32.
+    def update(self, activations: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Fold a batch into the running statistics; return each sample's (mean, peak) over positions, each
+        (B, C) float32.
 
+        The peak (largest finite value of the unit anywhere in the sample) ranks a map layer's exemplars: a
+        mean over positions ranks by how much of the image is bright, the same images for every early unit.
         With ``mask`` (B, T), True at real tokens, ``activations`` are (B, T, C) and only real tokens count:
-        in every statistic and in the pooled value, which is then the mean over each sample's real tokens."""
+        in every statistic, the mean and the peak."""
         if mask is None:
             y = _as_batch(activations, self.units)
-            return (self._fold(y) / y.shape[1]).astype(np.float32)
+            sums, peaks = self._fold(y)
+            return (sums / y.shape[1]).astype(np.float32), peaks.astype(np.float32)
         real = np.ascontiguousarray(activations, dtype=np.float32)[mask]  # (tokens, C), sample by sample
-        sums = self._fold(real.reshape(len(real), 1, self.units))  # one "sample" per real token
+        sums, peaks = self._fold(real.reshape(len(real), 1, self.units))  # one "sample" per real token
         counts = mask.sum(axis=1)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return (np.add.reduceat(sums, starts, axis=0) / counts[:, None]).astype(np.float32)
+        return ((np.add.reduceat(sums, starts, axis=0) / counts[:, None]).astype(np.float32),
+                np.maximum.reduceat(peaks, starts, axis=0).astype(np.float32))
 
-    def _fold(self, y: np.ndarray) -> np.ndarray:
-        """Fold (B, S, C) into the totals; returns each sample's sum over positions (B, C) float64."""
+    def _fold(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fold (B, S, C) into the totals; returns each sample's sum and maximum over positions, (B, C) float64
+        each (the maximum skips NaN)."""
         batch, positions, units = y.shape
         if self._shift is None:
             first = y[0, 0].astype(np.float64)
             self._shift = np.where(np.isfinite(first), first, 0.0)
         kernel, threads = kernels.fast.pick(y)
         scratch = self._scratch_for(threads, positions * units)
-        psum = np.empty((batch, units))
+        psum, pmax = np.empty((batch, units)), np.empty((batch, units))
         exponent, start = self._window
         arguments = (y, self._shift, math.isfinite(self.thresholds[0]) or math.isfinite(self.thresholds[1]),
-                     self.thresholds[0], self.thresholds[1], math.ldexp(1.0, -exponent), start, self.bins, psum)
+                     self.thresholds[0], self.thresholds[1], math.ldexp(1.0, -exponent), start, self.bins, psum, pmax)
         kernel(*arguments, *scratch)
         if not np.isfinite(psum).all():  # a NaN or Inf somewhere: redo the batch with masking
             careful, threads = kernels.careful.pick(y)
@@ -89,7 +95,7 @@ class LayerAccumulator:
             if first:
                 self._codes[:] = 0  # binned at a window that meant nothing yet
             self._rewindow(y, scratch)
-        return psum
+        return psum, pmax
 
     def _scratch_for(self, threads: int, size: int) -> list[np.ndarray]:
         """Reusable per-thread partials (the kernels reset them): count, s1, s2, min, max, zeros, saturated,

@@ -58,6 +58,10 @@ def pair_cache_key(pair: Pair, pipeline: Any) -> str:
                 "tokens": pipeline.analysis.tokens.model_dump(mode="json"), "tool_version": __version__}
     if pair.tokens is not None:  # the mask and token sample (data settings, seed) shape every stored array
         settings["tokens_digest"] = pair.tokens.digest()
+    # what turns the stored data into the model's input: the data fingerprint is of the files as stored
+    spec = pipeline.datasets[pair.data.index]
+    settings["inputs"] = spec.model_dump(mode="json", include={"rescale", "normalize", "image_size", "color_mode"})
+    settings["preprocess"] = pair.model.preprocess
     return cache.cache_key(pair.model.loaded.fingerprint, pair.data.fingerprint, pair.data.rows,
                            [info.path for info in pair.model.selected], pair.binding, settings)
 

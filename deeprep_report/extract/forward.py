@@ -17,6 +17,7 @@ import numpy as np
 from deeprep_report.config import StatsSection
 from deeprep_report.config.sections import TokenSection, ViewSection
 from deeprep_report.extract.accumulate import LayerAccumulator
+from deeprep_report.extract import preprocess
 from deeprep_report.extract.contexts import TopContexts
 from deeprep_report.extract.plan import DatasetEntry, Pair
 from deeprep_report.progress import Progress
@@ -60,7 +61,7 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     store.set_attrs(pair_key(model.name, data.name), {
         "model": model.name, "dataset": data.name, "n_samples": len(data.rows), "layers": paths,
         "binding": pair.binding, "started": started_at, "seconds": progress.elapsed,
-        "samples_per_second": progress.rate,
+        "samples_per_second": progress.steady_rate, "first_batch_seconds": progress.first[1] if progress.first else 0.0,
     })
 
 
@@ -98,12 +99,13 @@ class _Fold:
             keep = activations if start < writer.full_samples else None  # release big batches early
             view = self.views[path]
             if path not in self.contexts:
-                jobs.append((writer, accumulator.update(activations), keep, view.apply(activations), None))
+                pooled, peak = accumulator.update(activations)
+                jobs.append((writer, pooled, peak, keep, view.apply(activations), None))
                 continue
-            pooled = accumulator.update(activations, mask)
+            pooled, peak = accumulator.update(activations, mask)
             self.contexts[path].update(start, activations, content)
             token_rows = (rows, view.rows(activations[where[:, 0], where[:, 1]]))
-            jobs.append((writer, pooled, keep, view.apply_sequence(activations, mask, pooled), token_rows))
+            jobs.append((writer, pooled, peak, keep, view.apply_sequence(activations, mask, pooled), token_rows))
         writes.submit(_write_layers, start, jobs)
 
     def _start(self, path: str, activations: np.ndarray) -> LayerAccumulator:
@@ -157,15 +159,19 @@ def token_aligned(shape: tuple[int, ...], tokens: Any, path: str) -> bool:
 
 def compile_forward(graph: Any, paths: list[str], pair: Pair) -> Forward:
     """A ``tf.function`` of the selected layers' outputs, with a fixed input signature (no retracing on the last,
-    smaller batch), replaying the model's graph (:meth:`LayerGraph.run`)."""
+    smaller batch), replaying the model's graph (:meth:`LayerGraph.run`). With ``models[].preprocess`` the input
+    goes through ``preprocess_input`` first, inside the function: the stored inputs stay the dataset's."""
     import tensorflow as tf
 
     arrays = pair.data.dataset.arrays
     signature = _map(graph.inputs,
                      lambda t: tf.TensorSpec((None, *arrays[pair.binding[t.name]].shape), t.dtype, t.name))
+    prepare = preprocess.function(pair.model.preprocess) if pair.model.preprocess is not None else None
 
     @tf.function(input_signature=[signature], autograph=False)  # plain Python: nothing for autograph to convert
     def forward(batch: Any) -> dict[str, Any]:
+        if prepare is not None:  # one input (checked in the plan)
+            batch = _map(batch, prepare)
         outputs = graph.run(batch, paths)
         return {key: value if value.dtype == tf.float32 else tf.cast(value, tf.float32)
                 for key, value in outputs.items()}
@@ -191,8 +197,8 @@ def _layer_attrs(info: Any, accumulator: LayerAccumulator, shape: tuple[int, ...
 
 
 def _write_layers(start: int, jobs: list[tuple[Any, ...]]) -> None:
-    for writer, pooled, activations, view, token_rows in jobs:
-        writer.write(start, pooled, activations, view, token_rows)
+    for writer, pooled, peak, activations, view, token_rows in jobs:
+        writer.write(start, pooled, activations, view, token_rows, peak)
 
 
 class _Worker:

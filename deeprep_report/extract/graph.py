@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras.src.models.functional import Functional
 from keras.src.models.sequential import Sequential
 
-from deeprep_report.config.selectors import is_pattern, matches
+from deeprep_report.config.selectors import LayerSelector, is_pattern, matches
 from deeprep_report.extract import subclassed
 from deeprep_report.errors import did_you_mean
 
@@ -171,13 +171,14 @@ class LayerGraph:
         self.layers = kept
 
     # -- public API ----------------------------------------------------------------------------
-    def select(self, selectors: str | list[str]) -> tuple[list[LayerInfo], list[LayerInfo]]:
+    def select(self, selectors: str | list[str | LayerSelector]) -> tuple[list[LayerInfo], list[LayerInfo]]:
         """Resolve a ``layers:`` value to (selected, skipped) in model order.
 
         ``'all'`` takes every capturable layer and lists the others as skipped. A
         list entry is an exact path, a layer name, a nested model's name (all its
-        layers) or a glob pattern; names and patterns without ``/`` also match the
-        last path component. An exact name that cannot be captured is an error.
+        layers), a glob pattern or a ``{type, glob, case}`` mapping; names and patterns
+        without ``/`` also match the last path component. An exact name that cannot be
+        captured is an error; a pattern or mapping skips what it cannot capture.
         """
         if selectors == "all":
             chosen = [info for info in self.layers if info.capturable]
@@ -204,10 +205,15 @@ class LayerGraph:
             raise SelectionError(0, f"no layer of model {self.model_name!r} can be captured")
         return chosen, skipped
 
-    def _match(self, selector: str) -> list[LayerInfo]:
-        return [info for info in self.layers if matches(selector, info.path)]
+    def _match(self, selector: str | LayerSelector) -> list[LayerInfo]:
+        return [info for info in self.layers if matches(selector, info.path, info.class_name)]
 
-    def _no_match(self, selector: str) -> str:
+    def _no_match(self, selector: str | LayerSelector) -> str:
+        if isinstance(selector, LayerSelector):
+            found = f"selector {selector.describe()} matches no layer in model {self.model_name!r}"
+            if selector.type is None:
+                return found
+            return found + f"; its layer types: {', '.join(sorted({info.class_name for info in self.layers}))}"
         if is_pattern(selector):
             return f"pattern {selector!r} matches no layer in model {self.model_name!r}"
         names = [info.path for info in self.layers] + [info.name for info in self.layers]

@@ -79,8 +79,9 @@ _OPTIONS = {"cache": _CACHE, "boundscheck": False, "nogil": True}
 
 
 def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nbins,
-          psum, count, s1, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
-    """One pass over a batch of finite values: per-sample sums and this batch's per-unit partials."""
+          psum, pmax, count, s1, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
+    """One pass over a batch of finite values: per-sample sums and maxima over positions, and this batch's
+    per-unit partials."""
     B, S, C = y.shape
     T = s2.shape[0]
     top = np.float64(nbins + 1)
@@ -88,10 +89,10 @@ def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nb
     offset = np.float64(first_index - 1)
     for t in prange(T):
         b0, b1 = (t * B) // T, ((t + 1) * B) // T
-        _reset(t, b0, b1, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist)
+        _reset(t, b0, b1, psum, pmax, count, s1, s2, vmin, vmax, zeros, saturated, hist)
         a1, a2, lo, hi, z, sat, buf = s1[t], s2[t], vmin[t], vmax[t], zeros[t], saturated[t], binbuf[t]
         for b in range(b0, b1):
-            p = psum[b]
+            p, m = psum[b], pmax[b]
             for s in range(S):
                 row = y[b, s]
                 base = s * C
@@ -99,6 +100,7 @@ def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nb
                     v = row[c]
                     w = np.float64(v)
                     p[c] += w
+                    m[c] = w if w > m[c] else m[c]
                     d = w - shift[c]
                     a1[c] += d
                     a2[c] += d * d
@@ -115,8 +117,9 @@ def _fast(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nb
 
 
 def _careful(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index, nbins,
-             psum, count, s1, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
-    """Like ``_fast`` but every partial except ``psum`` skips non-finite values (and ``count`` counts the rest)."""
+             psum, pmax, count, s1, s2, vmin, vmax, zeros, saturated, hist, binbuf):  # pragma: no cover - compiled
+    """Like ``_fast`` but every partial except ``psum`` skips non-finite values (and ``count`` counts the rest);
+    ``pmax`` skips NaN (an Inf is a maximum)."""
     B, S, C = y.shape
     T = s2.shape[0]
     top = np.float64(nbins + 1)
@@ -124,16 +127,17 @@ def _careful(y, shift, count_saturation, sat_lo, sat_hi, inv_width, first_index,
     offset = np.float64(first_index - 1)
     for t in prange(T):
         b0, b1 = (t * B) // T, ((t + 1) * B) // T
-        _reset(t, b0, b1, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist)
+        _reset(t, b0, b1, psum, pmax, count, s1, s2, vmin, vmax, zeros, saturated, hist)
         n_t, a1, a2, lo, hi, z, sat, buf = count[t], s1[t], s2[t], vmin[t], vmax[t], zeros[t], saturated[t], binbuf[t]
         for b in range(b0, b1):
-            p = psum[b]
+            p, m = psum[b], pmax[b]
             for s in range(S):
                 row = y[b, s]
                 base = s * C
                 for c in range(C):
                     v = row[c]
                     p[c] += v
+                    m[c] = np.float64(v) if v > m[c] else m[c]
                     finite = (v - v) == 0
                     d = np.float64(v) - shift[c] if finite else 0.0
                     n_t[c] += finite
@@ -209,9 +213,10 @@ def fold(values, count, s1, s2, vmin, vmax, zeros, saturated, hist, run_count, r
 
 
 @njit(inline="always", **_OPTIONS)
-def _reset(t, b0, b1, psum, count, s1, s2, vmin, vmax, zeros, saturated, hist):  # pragma: no cover - compiled
-    """Zero one thread's partials (and its samples' sums): scratch arrays are reused across batches."""
+def _reset(t, b0, b1, psum, pmax, count, s1, s2, vmin, vmax, zeros, saturated, hist):  # pragma: no cover - compiled
+    """Zero one thread's partials (and its samples' sums and maxima): scratch arrays are reused across batches."""
     psum[b0:b1] = 0.0
+    pmax[b0:b1] = -np.inf
     count[t] = 0
     s1[t] = 0.0
     s2[t] = 0.0
@@ -306,7 +311,8 @@ def _call_with_scratch(variant: _Dispatch, kernel, rows: int, y: np.ndarray) -> 
     if variant is histogram:
         kernel(y, 1.0, 0, 4, hist, buf)
         return
-    kernel(y, np.zeros(units), True, 0.0, 1.0, 1.0, 0, 4, np.zeros((y.shape[0], units)), part(np.int64), part(),
+    kernel(y, np.zeros(units), True, 0.0, 1.0, 1.0, 0, 4, np.zeros((y.shape[0], units)), np.zeros((y.shape[0], units)),
+           part(np.int64), part(),
            part(), part(np.float32), part(np.float32), part(np.int64), part(np.int64), hist, buf)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from deeprep_report.config import Config
 from deeprep_report.errors import first_line
+from deeprep_report.extract import preprocess
 from deeprep_report.extract.graph import LayerGraph, LayerInfo, SelectionError
 from deeprep_report.extract.tokens import PairTokens, TokenError, pair_tokens
 from deeprep_report.sources.datasets import Dataset, select_rows
@@ -33,6 +34,7 @@ class ModelEntry:
     selected: list[LayerInfo]
     skipped: list[LayerInfo]
     baseline_of: str | None = None  # set on a random twin: the trained model it is the baseline of
+    preprocess: str | None = None  # a keras.applications module whose preprocess_input the forward pass applies
 
     @property
     def name(self) -> str:
@@ -107,7 +109,10 @@ def make_plan(config: Config) -> Plan:
             raise config.error(field_, str(exc)) from None
         for info in skipped:
             log.warning("model %s: layer %s skipped: %s", spec.name, info.path, info.reason)
-        plan.models.append(ModelEntry(index, loaded, graph, selected, skipped))
+        preprocessed = preprocess.check(config, index, graph)
+        if preprocessed is not None:  # said where the model's source is (summary.json, report)
+            loaded = dataclasses.replace(loaded, source=f"{loaded.source}; {_preprocess_note(preprocessed)}")
+        plan.models.append(ModelEntry(index, loaded, graph, selected, skipped, preprocess=preprocessed))
         log.info("model %s: %d of %d layers selected (%s)", spec.name, len(selected), len(graph.layers), loaded.source)
     plan.pairs = _pairs(config, plan)
     if plan.baseline is not None:
@@ -163,9 +168,12 @@ def _add_random_baselines(config: Config, plan: Plan) -> None:
         name = f"{model.name}@random"
         graph = LayerGraph(clone, name)
         selected, skipped = graph.select([info.path for info in model.selected])
-        loaded = LoadedModel(name, clone, f"random weights for {model.name} (seed {config.pipeline.run.seed})",
-                             weights_sha256(clone), None)
-        twin = ModelEntry(model.index, loaded, graph, selected, skipped, baseline_of=model.name)
+        source = f"random weights for {model.name} (seed {config.pipeline.run.seed})"
+        if model.preprocess is not None:
+            source += f"; {_preprocess_note(model.preprocess)}"
+        loaded = LoadedModel(name, clone, source, weights_sha256(clone), None)
+        twin = ModelEntry(model.index, loaded, graph, selected, skipped, baseline_of=model.name,
+                          preprocess=model.preprocess)
         plan.models.append(twin)
         plan.pairs += [dataclasses.replace(pair, model=twin) for pair in plan.pairs if pair.model is model]
         log.info("model %s: random baseline %s added", model.name, name)
@@ -183,7 +191,9 @@ def _pairs(config: Config, plan: Plan) -> list[Pair]:
             binding, problem = bind_inputs(model, data, config)
             if problem is None:
                 tokens = _tokens(config, model, data, binding)
-                unscaled = unscaled_inputs(model, data, binding) if tokens is None else []
+                _check_pixel_range(config, model, data)
+                raw_pixels = tokens is None and model.preprocess is None  # preprocess_input expects 0–255
+                unscaled = unscaled_inputs(model, data, binding) if raw_pixels else []
                 pairs.append(Pair(model, data, binding, tokens, unscaled))
             elif wanted is not None:
                 raise config.error(*problem)
@@ -212,6 +222,23 @@ def _tokens(config: Config, model: ModelEntry, data: DatasetEntry, binding: dict
                  "analysis", model.name, data.name, tokens.array, tokens.length, 100 * tokens.mask.mean(),
                  tokens.source, len(tokens.positions))
     return tokens
+
+
+def _preprocess_note(name: str) -> str:
+    return f"inputs through keras.applications.{name}.preprocess_input"
+
+
+def _check_pixel_range(config: Config, model: ModelEntry, data: DatasetEntry) -> None:
+    """``preprocess_input`` expects pixels in 0–255; a dataset that rescales or normalizes them first is said."""
+    spec = config.pipeline.datasets[data.index]
+    if model.preprocess is None:
+        return
+    scaled = [key for key, set_ in (("rescale", spec.rescale != 1.0), ("normalize", spec.normalize is not None))
+              if set_]
+    if scaled:
+        log.warning("model %s: keras.applications.%s.preprocess_input expects pixels in 0–255, but dataset %s "
+                    "sets %s (datasets[%d].%s); remove it, or remove models[%d].preprocess", model.name,
+                    model.preprocess, data.name, " and ".join(scaled), data.index, scaled[0], model.index)
 
 
 def unscaled_inputs(model: ModelEntry, data: DatasetEntry, binding: dict[str, str]) -> list[dict[str, str]]:

@@ -14,8 +14,11 @@ everywhere:
   the next stored samples, up to ``report.gallery.samples``;
 * heatmap rows: up to ``report.heatmap_samples`` samples, an equal share per
   class, in sample order;
-* exemplars: the ``report.exemplars.k`` samples with the largest pooled
-  activation of the unit over all N samples.
+* exemplars: the ``report.exemplars.k`` samples with the largest activation
+  of the unit over all N samples: its peak (maximum over positions) for a
+  map layer, its pooled value (mean over real positions) otherwise;
+* colours: a diverging scale centred at 0 for a layer with negative values,
+  a sequential one from 0 otherwise.
 
 A figure that fails to draw becomes a note in its place and in the verdict,
 never a failed report.
@@ -30,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deeprep_report.config import ReportSection
-from deeprep_report.report import figures
+from deeprep_report.report import images as raster
 from deeprep_report.store import StoreReader, audited_pairs, h5_name, pair_key, random_twins, read_rows
 
 log = logging.getLogger("deeprep")
@@ -38,12 +41,30 @@ log = logging.getLogger("deeprep")
 
 @dataclass(frozen=True)
 class Shown:
-    """A figure in the report: its PNG data URI (or why it could not be drawn), alt text and caption."""
+    """A figure in the report: its PNG data URI, or the parts of a figure laid out in HTML (a gallery's rows of
+    maps), or why it could not be drawn; its alt text and caption."""
 
     src: str | None
     alt: str
     caption: str
     error: str | None = None
+    parts: Any = None
+
+
+@dataclass(frozen=True)
+class SharedImage:
+    """An image drawn once per report however often it appears (an input shown in many layers' galleries and
+    exemplars): a CSS class whose background it is (``report.html.j2`` writes the rules), and its size."""
+
+    css_class: str
+    uri: str
+    width: int
+    height: int
+
+    @property
+    def pixelated(self) -> bool:
+        """Small images are scaled up without smoothing (each pixel stays a square)."""
+        return max(self.width, self.height) <= 48
 
 
 class ReportContext:
@@ -62,6 +83,17 @@ class ReportContext:
                            if p["model"] in self.baselines}
         self._text: dict[str, Any] = {}
         self._tokens: dict[tuple[str, str], Any] = {}
+        self._shared: dict[tuple, SharedImage] = {}
+
+    def shared_image(self, key: tuple, image: np.ndarray) -> SharedImage:
+        """The report's one copy of an image in [0, 1] (gray or RGB), registered under ``key`` on first use."""
+        if key not in self._shared:
+            height, width = image.shape[:2]
+            self._shared[key] = SharedImage(f"im{len(self._shared)}", raster.thumbnail_uri(image), width, height)
+        return self._shared[key]
+
+    def shared_images(self) -> list[SharedImage]:
+        return list(self._shared.values())
 
     def text(self, dataset: str) -> dict[str, Any] | None:
         """A text dataset's vocabulary (read once); texts are read by row with :meth:`texts`."""
@@ -83,9 +115,16 @@ class ReportContext:
 
     def figure(self, where: str, alt: str, caption: str, draw: Callable[[], str]) -> Shown:
         """Draw one figure; a failure becomes a note in its place and in the verdict."""
+        return self._guarded(where, alt, caption, lambda: Shown(draw(), alt, caption))
+
+    def panel(self, where: str, alt: str, caption: str, build: Callable[[], Any]) -> Shown:
+        """Build the parts of one figure laid out in HTML; a failure is handled as :meth:`figure`'s."""
+        return self._guarded(where, alt, caption, lambda: Shown(None, alt, caption, parts=build()))
+
+    def _guarded(self, where: str, alt: str, caption: str, make: Callable[[], Shown]) -> Shown:
         self.drawn += 1
         try:
-            return Shown(draw(), alt, caption)
+            return make()
         except Exception as exc:  # noqa: BLE001 - a figure never takes the report down
             reason = f"{type(exc).__name__}: {exc}"
             self.failed.append(f"{where} ({reason})")
@@ -114,7 +153,14 @@ class ReportContext:
             names = [h5_name(array) for array in binding.values() if h5_name(array) in inputs] or names
         for name in names:
             samples = read_rows(inputs[name], np.asarray(rows))
-            images = [figures.displayable(sample) for sample in samples]
+            images = [raster.displayable(sample) for sample in samples]
             if all(image is not None for image in images):
                 return images
         return None
+
+    def input_thumbnails(self, dataset: str, model: str | None, rows: np.ndarray) -> list[SharedImage] | None:
+        """The stored inputs at these sample rows as shared images (one copy each in the report), or None."""
+        images = self.input_images(dataset, model, rows)
+        if images is None:
+            return None
+        return [self.shared_image(("input", dataset, model, int(row)), image) for row, image in zip(rows, images)]

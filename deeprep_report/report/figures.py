@@ -11,24 +11,30 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.axis  # noqa: E402
 import matplotlib.lines  # noqa: E402
+import matplotlib.text  # noqa: E402
 
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from deeprep_report.report import images  # noqa: E402
+
+log = logging.getLogger("deeprep")
+
 DPI = 80
-MAP_COLORS = "viridis"
 _STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
           "axes.spines.top": False, "axes.spines.right": False}
 ACCENT = "#3b6ea8"
@@ -44,6 +50,8 @@ def to_png(figure: Figure) -> str:
     """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    for text in clipped_texts(figure):
+        log.warning("report figure: text %r reaches outside its canvas", text)
     buffer.seek(0)
     with Image.open(buffer) as image:
         palette = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
@@ -52,9 +60,52 @@ def to_png(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(packed.getvalue()).decode("ascii")
 
 
-def _figure(width: float, height: float) -> Figure:
-    """A figure for the Agg canvas; call inside ``rc_context(_STYLE)`` so its axes take the style."""
-    return Figure(figsize=(width, height), layout="constrained")
+def clipped_texts(figure: Figure) -> list[str]:
+    """The texts of a drawn figure (titles, labels, tick labels, notes, legends) that reach outside its canvas
+    by more than a pixel: what a reader would see cut off. Uses the layout of the last draw (``savefig``)."""
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    clipped = []
+    for text in _texts(figure):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1:
+            clipped.append(text.get_text())
+    return clipped
+
+
+def _texts(figure: Figure) -> Iterator[matplotlib.text.Text]:
+    """Every text a figure draws (tick labels only of axes that draw their axes)."""
+    for axes in figure.axes:
+        yield axes.title
+        yield from axes.texts
+        if axes.axison:
+            for axis in (axes.xaxis, axes.yaxis):
+                yield axis.label
+                yield from _drawn_tick_labels(axis)
+        if axes.get_legend() is not None:
+            yield from axes.get_legend().get_texts()
+    yield from figure.texts
+    for legend in figure.legends:
+        yield from legend.get_texts()
+
+
+def _drawn_tick_labels(axis: matplotlib.axis.Axis) -> Iterator[matplotlib.text.Text]:
+    """The major tick labels an axis draws: those of ticks inside its view limits (a locator also returns the
+    ticks just beyond, which are not drawn)."""
+    low, high = sorted(axis.get_view_interval())
+    margin = 1e-9 * max(1.0, abs(high - low))
+    for tick in axis.get_major_ticks():
+        if low - margin <= tick.get_loc() <= high + margin:
+            yield tick.label1
+
+
+def _figure(width: float, height: float, layout: str = "constrained") -> Figure:
+    """A figure for the Agg canvas; call inside ``rc_context(_STYLE)`` so its axes take the style.
+    ``layout="compressed"`` for an image of fixed aspect (a heatmap), whose labels plain constrained layout
+    can push off the canvas."""
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def depth_profile(layers: Sequence[str], series: dict[str, Sequence[float | None]], ylabel: str,
@@ -67,7 +118,7 @@ def depth_profile(layers: Sequence[str], series: dict[str, Sequence[float | None
     """
     scale = 100 if percent else 1
     with matplotlib.rc_context(_STYLE):
-        figure = _figure(6.4, 2.3)
+        figure = _figure(6.4, 1.9 + label_room(layers, 45))
         axes = figure.subplots()
         x = np.arange(len(layers))
         for index, (label, values) in enumerate(series.items()):
@@ -106,7 +157,8 @@ def similarity_matrix(layers: Sequence[str], matrix: np.ndarray, label: str,
     rows_n, cols_n = len(layers), len(columns)
     size = min(9.0, 1.8 + 0.32 * max(rows_n, cols_n))
     with matplotlib.rc_context(_STYLE):
-        figure = _figure(size * max(0.6, cols_n / max(rows_n, cols_n)) + 1.2, size * max(0.6, rows_n / max(rows_n, cols_n)) + 0.4)
+        figure = _figure(size * max(0.6, cols_n / max(rows_n, cols_n)) + 0.9 + label_room(layers, 90),
+                         size * max(0.6, rows_n / max(rows_n, cols_n)) + 0.2 + label_room(columns, 90), "compressed")
         axes = figure.subplots()
         image = axes.imshow(matrix, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         axes.set_xticks(range(cols_n), _thin_labels(columns, 48), rotation=90)
@@ -128,7 +180,7 @@ def similarity_matrix(layers: Sequence[str], matrix: np.ndarray, label: str,
 def distributions(layers: Sequence[str], values: Sequence[np.ndarray], ylabel: str) -> str:
     """One box per layer (median, quartiles, 5–95 % whiskers) of a per-unit quantity."""
     with matplotlib.rc_context(_STYLE):
-        figure = _figure(6.4, 2.4)
+        figure = _figure(6.4, 2.0 + label_room(layers, 45))
         axes = figure.subplots()
         data = [np.asarray(v, dtype=float)[np.isfinite(v)] if len(v) else np.array([np.nan]) for v in values]
         axes.boxplot([d if d.size else np.array([np.nan]) for d in data], positions=range(len(layers)), widths=0.6,
@@ -166,6 +218,13 @@ def projections(layers: Sequence[str], points: Sequence[np.ndarray], labels: np.
         return to_png(figure)
 
 
+def label_room(labels: Sequence[str], rotation: float) -> float:
+    """Inches that tick labels at 7 pt need across their axis when rotated by ``rotation`` degrees: figures grow
+    by it, so long layer names are never squeezed off the canvas (~0.06 in per character)."""
+    longest = max((len(label) for label in labels), default=0)
+    return 0.06 * longest * math.sin(math.radians(rotation)) + 0.15
+
+
 def _thin_labels(labels: Sequence[str], most: int = 40) -> list[str]:
     """Every label when they fit; otherwise every n-th (the others blank)."""
     step = max(1, math.ceil(len(labels) / most))
@@ -174,11 +233,16 @@ def _thin_labels(labels: Sequence[str], most: int = 40) -> list[str]:
 
 def unit_panels(means: np.ndarray, zero_fraction: np.ndarray, dead: np.ndarray, edges: np.ndarray,
                 counts: np.ndarray) -> str:
-    """Per-unit means and zero fractions, each sorted (dead units in red), and the value histogram."""
+    """Per-unit means and zero fractions, each sorted (dead units in red), and the value histogram. A layer
+    without a single exact zero gets a note in place of an empty zeros chart."""
     with matplotlib.rc_context(_STYLE):
         figure = _figure(9.6, 2.3)
         left, middle, right = figure.subplots(1, 3)
         for axes, values, label in ((left, means, "unit mean"), (middle, zero_fraction * 100, "zeros (%)")):
+            if axes is middle and not np.nan_to_num(values).any():
+                axes.set_axis_off()
+                axes.text(0.5, 0.5, "no exact zeros\nin any unit", ha="center", va="center", transform=axes.transAxes)
+                continue
             order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
             shown = np.nan_to_num(values[order])
             rank = np.arange(len(shown))
@@ -188,8 +252,11 @@ def unit_panels(means: np.ndarray, zero_fraction: np.ndarray, dead: np.ndarray, 
                 axes.plot(dead_rank, shown[dead[order]], "x", color=ALERT, markersize=4,
                           label=f"dead ({dead_rank.size})")
                 axes.legend(frameon=False, loc="upper right")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.set_xlabel("units, sorted by value")
             axes.set_ylabel(label)
+        if middle.axison:
+            middle.set_ylim(bottom=0)  # a share of zeros is never negative
         last = int(np.flatnonzero(counts).max(initial=0)) + 1  # drop the window's empty tail
         right.stairs(counts[:last], edges[: last + 1], fill=True, color=ACCENT)
         if counts.max(initial=0) > 0:
@@ -199,63 +266,15 @@ def unit_panels(means: np.ndarray, zero_fraction: np.ndarray, dead: np.ndarray, 
         return to_png(figure)
 
 
-def tile(maps: np.ndarray, columns: int) -> np.ndarray:
-    """(H, W, K) maps as one (rows·(H+1)−1, columns·(W+1)−1) image, NaN between tiles."""
-    height, width, count = maps.shape
-    rows = math.ceil(count / columns)
-    canvas = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan)
-    for index in range(count):
-        r, c = divmod(index, columns)
-        canvas[r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = maps[..., index]
-    return canvas
-
-
-def feature_gallery(rows: Sequence[tuple[np.ndarray | None, np.ndarray, str]], channels: Sequence[int]) -> str:
-    """Per sample: its input, a grid of channel maps on one shared colour scale, and that scale's colour bar.
-
-    ``rows`` holds (input image or None, maps (H, W, K) of the chosen channels, caption).
-    """
-    columns = math.ceil(math.sqrt(len(channels)))
-    grid_rows = math.ceil(len(channels) / columns)
-    with matplotlib.rc_context(_STYLE):
-        figure = _figure(0.62 * columns + 2.2, (0.62 * grid_rows + 0.35) * len(rows))
-        axes = figure.subplots(len(rows), 3, squeeze=False, width_ratios=[1.2, 0.62 * columns, 0.12])
-        colors = colormaps[MAP_COLORS].with_extremes(bad="#ffffff")
-        for (image, maps, caption), (input_axes, grid_axes, bar_axes) in zip(rows, axes):
-            _show_input(input_axes, image, caption)
-            finite = maps[np.isfinite(maps)]
-            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            high = high if high > low else low + 1.0
-            grid_axes.imshow(tile(maps, columns), cmap=colors, vmin=low, vmax=high, interpolation="nearest")
-            height, width = maps.shape[:2]
-            for index, channel in enumerate(channels):
-                r, c = divmod(index, columns)
-                grid_axes.text(c * (width + 1), r * (height + 1), f"#{channel}", fontsize=6, color="white",
-                               va="top", ha="left", bbox={"facecolor": "black", "alpha": 0.45, "pad": 0.5,
-                                                          "linewidth": 0})
-            grid_axes.set_axis_off()
-            figure.colorbar(ScalarMappable(Normalize(low, high), colors), cax=bar_axes).set_label("activation")
-        return to_png(figure)
-
-
-def _show_input(axes, image: np.ndarray | None, caption: str) -> None:
-    if image is None:
-        axes.text(0.5, 0.5, "input not\nan image", ha="center", va="center", fontsize=7)
-    else:
-        axes.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    axes.set_title(caption, fontsize=7)
-    axes.set_axis_off()
-
-
-def dense_heatmap(matrix: np.ndarray, groups: Sequence[tuple[str, int]], units: Sequence[int]) -> str:
-    """Samples (rows, grouped by class) × units (columns) of a vector layer, with a colour bar."""
+def dense_heatmap(matrix: np.ndarray, groups: Sequence[tuple[str, int]], units: Sequence[int], signed: bool) -> str:
+    """Samples (rows, grouped by class) × units (columns) of a vector layer, with a colour bar; the colour
+    scale of :func:`images.scale` (diverging about 0 when the layer has negative values)."""
     with matplotlib.rc_context(_STYLE):
         figure = _figure(min(9.6, 2.0 + 0.09 * len(units)), min(7.0, 1.2 + 0.035 * len(matrix)))
         axes = figure.subplots()
-        finite = matrix[np.isfinite(matrix)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        image = axes.imshow(matrix, aspect="auto", cmap=MAP_COLORS, vmin=low, vmax=high if high > low else low + 1,
-                            interpolation="nearest")
+        low, high = images.scale(matrix, signed)
+        image = axes.imshow(matrix, aspect="auto", cmap=images.DIVERGING if signed else images.SEQUENTIAL,
+                            vmin=low, vmax=high, interpolation="nearest")
         start, ticks, names = 0, [], []
         for name, size in groups:
             ticks.append(start + (size - 1) / 2)
@@ -272,36 +291,14 @@ def dense_heatmap(matrix: np.ndarray, groups: Sequence[tuple[str, int]], units: 
         return to_png(figure)
 
 
-def exemplars(rows: Sequence[tuple[int, Sequence[tuple[np.ndarray, float, str]]]]) -> str:
-    """Per unit, the inputs that activate it most (left to right), each with its pooled activation."""
-    k = max(len(items) for _, items in rows)
-    cells = [[image for image, _, _ in items] for _, items in rows]
-    canvas, (height, width) = tile_images(cells, k)
-    with matplotlib.rc_context(_STYLE):
-        figure = _figure(0.85 * k + 0.9, 0.9 * len(rows) + 0.2)
-        axes = figure.subplots()
-        axes.imshow(canvas, interpolation="nearest")
-        for r, (_, items) in enumerate(rows):
-            for c, (_, value, label) in enumerate(items):
-                axes.text(c * (width + 2), r * (height + 2), _short(value) + (f" · {label}" if label else ""),
-                          fontsize=6, color="white", va="top", ha="left",
-                          bbox={"facecolor": "black", "alpha": 0.55, "pad": 0.6, "linewidth": 0})
-        axes.set_yticks([r * (height + 2) + height / 2 for r in range(len(rows))],
-                        [f"unit #{unit}" for unit, _ in rows])
-        axes.set_xticks([])
-        for spine in axes.spines.values():
-            spine.set_visible(False)
-        return to_png(figure)
-
-
-def sample_strip(images: Sequence[np.ndarray], labels: Sequence[str]) -> str:
+def sample_strip(inputs: Sequence[np.ndarray], labels: Sequence[str]) -> str:
     """A row of sample inputs with their labels."""
-    canvas, (height, width) = tile_images([list(images)], len(images))
+    canvas, (height, width) = tile_images([list(inputs)], len(inputs))
     with matplotlib.rc_context(_STYLE):
-        figure = _figure(0.75 * len(images) + 0.2, 1.0)
+        figure = _figure(0.75 * len(inputs) + 0.2, 1.0)
         axes = figure.subplots()
         axes.imshow(canvas, interpolation="nearest")
-        axes.set_xticks([c * (width + 2) + width / 2 for c in range(len(images))], list(labels))
+        axes.set_xticks([c * (width + 2) + width / 2 for c in range(len(inputs))], list(labels))
         axes.set_yticks([])
         axes.tick_params(length=0)
         for spine in axes.spines.values():
@@ -313,40 +310,8 @@ def tile_images(rows: Sequence[Sequence[np.ndarray]], columns: int) -> tuple[np.
     """Images in [0, 1] (gray or RGB, same size) on one RGB canvas, 2 white pixels between them."""
     height, width = rows[0][0].shape[:2]
     canvas = np.ones((len(rows) * (height + 2) - 2, columns * (width + 2) - 2, 3))
-    for r, images in enumerate(rows):
-        for c, image in enumerate(images):
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
             rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
             canvas[r * (height + 2) : r * (height + 2) + height, c * (width + 2) : c * (width + 2) + width] = rgb
     return canvas, (height, width)
-
-
-#: Longest side of an input shown as a thumbnail; larger inputs are subsampled.
-THUMBNAIL = 64
-
-
-def displayable(sample: np.ndarray) -> np.ndarray | None:
-    """An input sample as an image in [0, 1] ((H, W) gray or (H, W, 3) colour), or None if it is not one.
-
-    Inputs larger than :data:`THUMBNAIL` pixels are subsampled by an integer
-    stride: thumbnails identify an input, and full-resolution copies of every
-    exemplar would dominate the report's size.
-    """
-    array = np.asarray(sample, dtype=np.float64)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    elif array.ndim == 3 and array.shape[-1] in (3, 4):
-        array = array[..., :3]
-    elif array.ndim != 2 or min(array.shape) < 4:
-        return None
-    stride = max(1, math.ceil(max(array.shape[:2]) / THUMBNAIL))
-    array = array[::stride, ::stride]
-    finite = np.isfinite(array)
-    if not finite.any():
-        return np.zeros(array.shape)
-    low, high = array[finite].min(), array[finite].max()
-    scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
-    return np.where(finite, scaled, 0.0)
-
-
-def _short(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.3g}"

@@ -13,6 +13,8 @@ honours ``SOURCE_DATE_EPOCH``.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,14 +57,21 @@ def _render_open(run_dir: Path, summary: dict[str, Any], store: StoreReader, ove
                  template_dir: str | None, into: Path | None, variant: Path | None) -> Path:
     settings = _trusted_templates(stored_settings(store, run_dir, overrides), overrides, template_dir)
     environment = template_environment(settings)
+    started = time.perf_counter()
     context = build(summary, store, settings)
     try:
         html = environment.get_template("report.html.j2").render(**context, rendered_at=rendered_at(),
+                                                                   drawn_seconds=drawn_seconds(started),
                                                                    tool_version=__version__,
                                                                    run_id=summary["run"].get("id", ""))
     except jinja2.exceptions.SecurityError as exc:
         raise UserError(f"report.template_dir {settings.template_dir}: a template did something the sandbox "
                         f"refuses: {exc}") from None
+    except jinja2.exceptions.TemplateError as exc:
+        if settings.template_dir is None:
+            raise  # the shipped templates: a bug, not bad input
+        raise UserError(f"report.template_dir {settings.template_dir}: {type(exc).__name__}: {exc} (a replaced "
+                        "template must define what the shipped one does: docs/report.md)") from None
     target = variant or Path(into or run_dir) / REPORT
     write_atomic(target, html)
     if len(context["pairs"]) > 1 and variant is not None:
@@ -76,6 +85,12 @@ def _render_open(run_dir: Path, summary: dict[str, Any], store: StoreReader, ove
         log.warning("report.html is %.1f MB, over report.size_budget_mb (%.1f MB): show fewer layers "
                     "(report.layers) or smaller galleries (report.gallery)", size, settings.size_budget_mb)
     return target
+
+
+def drawn_seconds(started: float) -> float | None:
+    """How long this report took to draw, for its header; None under ``SOURCE_DATE_EPOCH`` (a reproducible
+    build has no timings that change between renders)."""
+    return None if os.environ.get("SOURCE_DATE_EPOCH") else time.perf_counter() - started
 
 
 def _trusted_templates(settings: ReportSection, overrides: Sequence[str], template_dir: str | None) -> ReportSection:

@@ -50,8 +50,42 @@ class TextInfo:
     token_labels: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InputTransform:
+    """``datasets[].rescale`` then ``datasets[].normalize``: ``(x * rescale - mean) / std`` in float32, the mean
+    and std per channel (the last axis) or one for all. One transform for arrays and image folders, so both
+    scale alike; the identity leaves values (and their dtype) as stored."""
+
+    rescale: float = 1.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @classmethod
+    def of(cls, spec: DatasetSpec) -> "InputTransform":
+        norm = spec.normalize
+        return cls(spec.rescale, tuple(norm.mean) if norm else None, tuple(norm.std) if norm else None)
+
+    @property
+    def identity(self) -> bool:
+        return self.rescale == 1.0 and self.mean is None
+
+    def dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype of transformed values of ``dtype``."""
+        return np.dtype(dtype) if self.identity else np.dtype(np.float32)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return values
+        out = values.astype(np.float32) * np.float32(self.rescale)
+        if self.mean is not None:
+            out = (out - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return out
+
+
 class Dataset(Protocol):
-    """What extraction needs from a data source."""
+    """What extraction needs from a data source. ``names_from`` says what names the classes when the data
+    does (string labels, subfolders, built-in data), so ``datasets[].class_names`` is refused there; None for
+    integer labels."""
 
     n_rows: int
     arrays: dict[str, ArrayInfo]
@@ -59,6 +93,7 @@ class Dataset(Protocol):
     class_names: list[str] | None
     source: str
     text: TextInfo | None
+    names_from: str | None
 
     def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The named arrays at ``rows`` (any order), each of shape (len(rows), *sample_shape)."""
@@ -77,17 +112,17 @@ class ArrayDataset:
     source: str
     file: Path | None = None
     text: TextInfo | None = None
-    rescale: float = 1.0  # multiplies every input array (as float32) when not 1
+    transform: InputTransform = InputTransform()  # applied to every input array
+    names_from: str | None = None
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.arrays = {k: ArrayInfo(tuple(v.shape[1:]), _scaled_dtype(v.dtype, self.rescale))
-                       for k, v in self.data.items()}
+        self.arrays = {k: ArrayInfo(tuple(v.shape[1:]), self.transform.dtype(v.dtype)) for k, v in self.data.items()}
         self.n_rows = len(next(iter(self.data.values())))
 
     def read(self, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        return {name: _scale(self.data[name][rows], self.rescale) for name in names}
+        return {name: self.transform(self.data[name][rows]) for name in names}
 
     def fingerprint(self) -> str:
         if self.file is not None:
@@ -111,7 +146,8 @@ class HDF5Dataset:
     class_names: list[str] | None
     source: str
     text: TextInfo | None = None
-    rescale: float = 1.0  # multiplies every input array (as float32) when not 1
+    transform: InputTransform = InputTransform()  # applied to every input array
+    names_from: str | None = None
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
@@ -119,7 +155,7 @@ class HDF5Dataset:
         import h5py
 
         with h5py.File(self.file, "r") as handle:
-            self.arrays = {n: ArrayInfo(tuple(handle[n].shape[1:]), _scaled_dtype(handle[n].dtype, self.rescale))
+            self.arrays = {n: ArrayInfo(tuple(handle[n].shape[1:]), self.transform.dtype(handle[n].dtype))
                            for n in self.names}
             self.n_rows = int(handle[self.names[0]].shape[0])
         self._handle = None
@@ -137,7 +173,7 @@ class HDF5Dataset:
         out = {}
         for name in names:
             block = self._handle[name][unique]  # h5py wants increasing indices
-            out[name] = _scale(block[inverse][restore], self.rescale)
+            out[name] = self.transform(block[inverse][restore])
         return out
 
     def fingerprint(self) -> str:
@@ -153,10 +189,11 @@ class ImageFolderDataset:
     class_names: list[str]
     size: tuple[int, int]
     color_mode: str
-    rescale: float
+    transform: InputTransform
     source: str
     root: Path
     text: TextInfo | None = None
+    names_from: str | None = "its subfolders"
     arrays: dict[str, ArrayInfo] = field(init=False)
     n_rows: int = field(init=False)
 
@@ -182,7 +219,7 @@ class ImageFolderDataset:
             raise UserError(f"{file}: cannot read image: {first_line(exc)}") from None
         if pixels.ndim == 2:
             pixels = pixels[..., None]
-        return pixels * np.float32(self.rescale)
+        return self.transform(pixels)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -190,15 +227,6 @@ class ImageFolderDataset:
             digest.update(str(file.relative_to(self.root)).encode())
             digest.update(bytes.fromhex(file_sha256(file).split(":")[1]))
         return "sha256:" + digest.hexdigest()
-
-
-def _scaled_dtype(dtype: np.dtype, rescale: float) -> np.dtype:
-    return np.dtype(np.float32) if rescale != 1.0 else np.dtype(dtype)
-
-
-def _scale(values: np.ndarray, rescale: float) -> np.ndarray:
-    """``datasets[].rescale`` applied as the image folders apply it: float32 values times the factor."""
-    return values if rescale == 1.0 else values.astype(np.float32) * np.float32(rescale)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -225,10 +253,11 @@ def batches(rows: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray
 
 def parse_labels(
     config: Config, spec: DatasetSpec, raw: np.ndarray | None, field_: str
-) -> tuple[np.ndarray | None, list[str] | None]:
-    """Integer labels 0..K-1 and their names, from integer, string or one-hot arrays."""
+) -> tuple[np.ndarray | None, list[str] | None, str | None]:
+    """Integer labels 0..K-1, their names, and what named them (``'string labels'``; None when the names are
+    the numbers, which ``class_names`` may replace), from integer, string or one-hot arrays."""
     if raw is None:
-        return None, None
+        return None, None, None
     raw = np.asarray(raw)
     if raw.ndim == 2 and raw.shape[1] > 1:
         raw = raw.argmax(axis=1)
@@ -237,11 +266,11 @@ def parse_labels(
         raise config.error(field_, f"labels must be one per sample (shape (N,)), got shape {raw.shape}")
     if raw.dtype.kind in "US":
         names, codes = np.unique(raw.astype(str), return_inverse=True)
-        return codes.astype(np.int64), [str(n) for n in names]
+        return codes.astype(np.int64), [str(n) for n in names], "string labels"
     if raw.dtype.kind == "f" and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
         raise config.error(field_, "labels must be integers or strings, got non-integer numbers")
     if raw.dtype.kind not in "iuf" or (raw.size and raw.min() < 0):
         raise config.error(field_, "labels must be non-negative integers or strings")
     labels = raw.astype(np.int64)
     count = int(labels.max()) + 1 if labels.size else 0
-    return labels, [str(k) for k in range(count)]
+    return labels, [str(k) for k in range(count)], None

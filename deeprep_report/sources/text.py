@@ -45,8 +45,8 @@ def text_file(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Arr
         raise config.error(field_, f"{spec.path!r}: {exc}") from None
     if not texts:
         raise config.error(field_, f"{spec.path!r} holds no text (every line is empty)")
-    labels, class_names = parse_labels(config, spec, np.asarray(raw) if raw is not None else None, field_)
-    return _tokenised(config, spec, field_, texts, labels, class_names, f"text:{path}")
+    labels, class_names, named = parse_labels(config, spec, np.asarray(raw) if raw is not None else None, field_)
+    return _tokenised(config, spec, field_, texts, labels, class_names, f"text:{path}", named)
 
 
 def docstrings(config: Config, spec: DatasetSpec, field_: str) -> ArrayDataset:
@@ -54,11 +54,11 @@ def docstrings(config: Config, spec: DatasetSpec, field_: str) -> ArrayDataset:
     from deeprep_report.sources import corpus
 
     texts, labels, class_names = corpus.docstrings()
-    return _tokenised(config, spec, field_, texts, labels, class_names, corpus.corpus_source())
+    return _tokenised(config, spec, field_, texts, labels, class_names, corpus.corpus_source(), "the built-in data")
 
 
 def _tokenised(config: Config, spec: DatasetSpec, field_: str, texts: list[str], labels: np.ndarray | None,
-               class_names: list[str] | None, source: str) -> ArrayDataset:
+               class_names: list[str] | None, source: str, names_from: str | None) -> ArrayDataset:
     from deeprep_report.sources.tokenizers import load_tokenizer, package_path
 
     where = field_.split(".")[0] + ".tokenizer"
@@ -78,7 +78,8 @@ def _tokenised(config: Config, spec: DatasetSpec, field_: str, texts: list[str],
             SEGMENTS: np.zeros_like(arrays.token_ids)}
     info = TextInfo(TOKENS, arrays.padding_mask, f"the {tokenizer_spec.kind} tokenizer's padding",
                     arrays.vocabulary, texts, arrays.special_ids)
-    return ArrayDataset(data, labels, class_names, f"{source}; tokenizer {tokenizer_spec.kind}", text=info)
+    return ArrayDataset(data, labels, class_names, f"{source}; tokenizer {tokenizer_spec.kind}", text=info,
+                        names_from=names_from)
 
 
 class _BadRecord(ValueError):

@@ -13,6 +13,7 @@ Layout (``<x>`` is a name escaped by :func:`h5_name`)::
                                         the token sample (sample, position); attributes array, source
     /pairs/<model>/<dataset>/layers/<nested>/<path>/
         pooled                          (N, C) mean over positions (the full activation for dense layers)
+        peak                            (N, C) maximum over positions (map layers, rank >= 4: ranks exemplars)
         maps                            (F, ...) full activations of the first F samples (rank >= 3 only)
         view                            (N, D) the analysis view (stats/views.py), unless pooled is the view
         tokens                          (n, D) token-aligned sequence layers: the view of each sampled token
@@ -207,15 +208,17 @@ class LayerWriter:
         self.pooled: h5py.Dataset | None = None
         self.maps: h5py.Dataset | None = None
         self.view: h5py.Dataset | None = None
+        self.peak: h5py.Dataset | None = None
         self.tokens: h5py.Dataset | None = None
         self.tokens_total = 0  # sampled token positions, for token-aligned sequence layers
         full = store.settings.full_samples
         self.full_samples = samples if full == "all" else min(int(full), samples)
 
     def write(self, start: int, pooled: np.ndarray, activations: np.ndarray | None,
-              view: np.ndarray | None = None, token_rows: tuple[slice, np.ndarray] | None = None) -> None:
+              view: np.ndarray | None = None, token_rows: tuple[slice, np.ndarray] | None = None,
+              peak: np.ndarray | None = None) -> None:
         """Write a batch's pooled rows, view rows and sampled tokens' rows, and its full maps while ``start`` is
-        below ``full_samples``."""
+        below ``full_samples``; a map layer's (rank 4 or more) per-sample peaks too."""
         if token_rows is not None:
             rows, values = token_rows
             if self.tokens is None:
@@ -228,11 +231,15 @@ class LayerWriter:
             if activations is not None and activations.ndim >= 3:
                 self.maps = self.store.create(f"{self.key}/maps", (self.full_samples, *activations.shape[1:]), dtype,
                                               contiguous=True)
+            if peak is not None and activations is not None and activations.ndim >= 4:
+                self.peak = self.store.create(f"{self.key}/peak", (self.samples, peak.shape[1]), dtype)
             if view is not None:
                 self.view = self.store.create(f"{self.key}/view", (self.samples, view.shape[1]), self.view_dtype)
         self.pooled[start : start + len(pooled)] = _as(pooled, self.pooled.dtype)
         if self.view is not None:
             self.view[start : start + len(view)] = _as(view, self.view.dtype)
+        if self.peak is not None:
+            self.peak[start : start + len(peak)] = _as(peak, self.peak.dtype)
         if self.maps is not None and activations is not None and start < self.full_samples:
             keep = min(len(activations), self.full_samples - start)
             self.maps[start : start + keep] = _as(activations[:keep], self.maps.dtype)

@@ -32,4 +32,5 @@ def build(summary: dict[str, Any], store: StoreReader, settings: ReportSection) 
         "verdict": verdict.build(ctx, found), "models": models, "datasets": datasets, "pairs": pairs,
         "findings": found, "provenance": provenance.build(ctx),
         "toc": toc.build(bool(summary.get("checks")), pairs, changed, crossed),
+        "shared_images": ctx.shared_images(),
     }

@@ -9,9 +9,12 @@ from typing import Any
 from deeprep_report.audit.verdict import FAIL
 from deeprep_report.report import figures
 from deeprep_report.report.context import ReportContext
+from deeprep_report.report.formatting import number, percent
 
-#: Statistics whose change is shown in the "Changes since baseline" table.
-CHANGED = (("mean", "mean"), ("std", "std"), ("dead_fraction", "dead units"), ("zero_fraction", "zeros"))
+#: Statistics whose change is shown in the "Changes since baseline" table, and their format: shares are
+#: percentages, as in the layer sections and depth profiles.
+CHANGED = (("mean", "mean", number), ("std", "std", number), ("dead_fraction", "dead units", percent),
+           ("zero_fraction", "zeros", percent))
 
 
 def build(ctx: ReportContext) -> dict[str, Any] | None:
@@ -40,14 +43,14 @@ def build(ctx: ReportContext) -> dict[str, Any] | None:
         for layer in pair["layers"]:
             probe = layer["probe"]
             rows.append({"path": layer["path"], "cka": layer["cka"], "weight_change": changed.get(layer["path"]),
-                         "changes": [(layer["stats"][key]["baseline"], layer["stats"][key]["current"])
-                                     for key, _ in CHANGED],
+                         "changes": [(shown(layer["stats"][key]["baseline"]), shown(layer["stats"][key]["current"]))
+                                     for key, _, shown in CHANGED],
                          "probe": (probe["baseline"], probe["current"]) if probe else None,
                          "flagged": flagged.get((pair["model"], pair["dataset"], layer["path"]), [])})
         lowest = min(((v, n) for n, v in zip(names, values) if v is not None), default=None)
         moved = max(((v, n) for n, v in changed.items() if v is not None), default=None)
         pairs.append({"id": f"changes-{index}", "title": title, "baseline_model": pair["baseline_model"],
-                      "figure": figure, "rows": rows, "columns": [label for _, label in CHANGED],
+                      "figure": figure, "rows": rows, "columns": [label for _, label, _ in CHANGED],
                       "lowest": {"layer": lowest[1], "cka": lowest[0]} if lowest else None,
                       "weights_compared": bool(changed),
                       "most_changed_weights": {"layer": moved[1], "change": moved[0]} if moved else None,

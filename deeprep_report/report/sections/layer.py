@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from deeprep_report.report import figures
+from deeprep_report.report import images as raster
 from deeprep_report.report.context import ReportContext, Shown
 from deeprep_report.report.formatting import number, percent
 from deeprep_report.report.sections import tokens
@@ -17,7 +18,8 @@ HEATMAP_UNITS = 64
 _ROWS_PER_READ = 8192
 
 
-def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str, Any]) -> dict[str, Any]:
+def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str, Any], depth: float) -> dict[str, Any]:
+    """A layer's section; ``depth`` is its place among the pair's layers (0: the first, 1: the last)."""
     model, dataset, path = pair["model"], pair["dataset"], layer["path"]
     group = ctx.store.layer_group(model, dataset, path)
     unit_stats = {name: group["stats"][name][()] for name in ("mean", "std", "zero_fraction", "dead")}
@@ -33,7 +35,7 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
                                     edges, np.asarray(histogram["counts"])))
     gallery = heatmap = None
     if "maps" in group and group["maps"].ndim == 4 and group["maps"].shape[0]:
-        gallery = _gallery(ctx, pair, layer, group, ranked, where)
+        gallery = _gallery(ctx, pair, layer, group, ranked, unit_stats["dead"].astype(bool), where)
     elif layer["kind"] in ("vector", "sequence"):
         heatmap = _heatmap(ctx, pair, layer, group, ranked, where)
     architecture = {row["path"]: row for m in ctx.summary["models"] if m["name"] == model for row in m["layers"]}
@@ -41,6 +43,7 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
     exemplars = _exemplars(ctx, pair, layer, group, ranked, where)
     sequence = pair.get("tokens") is not None
     return {**layer, "id": anchor, "inherited": inherited, "stats_rows": _stats_rows(layer), "units_figure": units,
+            "look_for": look_for(layer["kind"], depth, sequence),
             "gallery": gallery, "heatmap": heatmap, "exemplars": exemplars,
             "contexts": tokens.contexts(ctx, pair, layer, ranked) if sequence else None,
             "nearest": tokens.nearest_tokens(ctx, pair, layer, any(
@@ -50,28 +53,47 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
 
 
 def _gallery(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any, ranked: np.ndarray,
-             where: str) -> Shown:
+             dead: np.ndarray, where: str) -> Shown:
     maps = group["maps"]
     labels = ctx.labels(pair["dataset"])
     samples = _spread_by_class(labels[: maps.shape[0]] if labels is not None else None, maps.shape[0],
                                ctx.settings.gallery.samples)
     channels = ranked[: ctx.settings.gallery.channels].tolist()
-    images = ctx.input_images(pair["dataset"], pair["model"], samples)
+    signed = _signed(layer)
+    dataset = ctx.datasets[pair["dataset"]]
 
-    def draw() -> str:
+    def build() -> dict[str, Any]:
+        thumbnails = ctx.input_thumbnails(pair["dataset"], pair["model"], samples)
         rows = []
         for position, sample in enumerate(samples):
-            image = images[position] if images is not None else None
-            caption = f"sample {sample}" + (f" · class {ctx.class_name(ctx.datasets[pair['dataset']], labels, sample)}"
-                                           if labels is not None else "")
-            rows.append((image, maps[sample][..., channels].astype(np.float64), caption))
-        return figures.feature_gallery(rows, channels)
+            chosen = maps[sample][..., channels].astype(np.float64)
+            low, high = raster.scale(chosen, signed)
+            rows.append({
+                "input": thumbnails[position] if thumbnails else None,
+                "caption": f"sample {sample}" + (f" · class {ctx.class_name(dataset, labels, sample)}"
+                                                 if labels is not None else ""),
+                "low": number(low), "high": number(high),
+                "maps": [{"channel": channel, "dead": bool(dead[channel]),
+                          "src": raster.map_uri(chosen[..., k], low, high, signed)}
+                         for k, channel in enumerate(channels)]})
+        height, width = maps.shape[1:3]
+        return {"rows": rows, "bar": raster.colour_bar_uri(signed), "signed": signed, "width": width,
+                "height": height, "hidden_dead": [int(c) for c in np.flatnonzero(dead) if c not in channels]}
 
-    return ctx.figure(
+    colours = ("a diverging scale centred at 0 (blue below, red above, white at 0)" if signed else
+               "a scale from 0 (dark) to the row's largest value (yellow)")
+    return ctx.panel(
         f"{where}: feature maps", f"Feature maps of {len(channels)} channels of layer {layer['path']} for "
         f"{len(samples)} sample inputs",
         f"Each row: a sample input, then its maps of the {len(channels)} channels with the highest standard "
-        "deviation (channel number in the corner), all on the row's colour scale (bar on the right).", draw)
+        f"deviation (channel number under each map; dead channels outlined in red), on {colours}, shared by the "
+        "row (bar under the input); grey: NaN/Inf.", build)
+
+
+def _signed(layer: dict[str, Any]) -> bool:
+    """Whether a layer's values go below 0 (then its maps use a diverging colour scale centred at 0)."""
+    low = layer["stats"]["min"]
+    return low is not None and low < 0
 
 
 def _heatmap(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any, ranked: np.ndarray,
@@ -83,7 +105,7 @@ def _heatmap(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], gr
 
     def draw() -> str:
         pooled = read_rows(group["pooled"], rows)
-        return figures.dense_heatmap(pooled[:, units].astype(np.float64), groups, units.tolist())
+        return figures.dense_heatmap(pooled[:, units].astype(np.float64), groups, units.tolist(), _signed(layer))
 
     return ctx.figure(
         f"{where}: heatmap", f"Activations of layer {layer['path']}: {len(rows)} samples by {len(units)} units",
@@ -98,18 +120,26 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
     settings = ctx.settings.exemplars
     units, top, values, labels, dataset = _top_samples(ctx, pair, group, ranked)
     flat = np.unique(top)
-    images = ctx.input_images(pair["dataset"], pair["model"], flat)
-    if images is None:
+    thumbnails = ctx.input_thumbnails(pair["dataset"], pair["model"], flat)
+    if thumbnails is None:
         return None
-    by_row = dict(zip(flat.tolist(), images))
-    rows = [(int(unit), [(by_row[int(r)], float(v), ctx.class_name(dataset, labels, int(r)))
-                         for r, v in zip(top[i], values[i])]) for i, unit in enumerate(units)]
-    return ctx.figure(
+    by_row = dict(zip(flat.tolist(), thumbnails))
+
+    def build() -> dict[str, Any]:
+        return {"k": settings.k, "rows": [
+            {"unit": int(unit), "samples": [{"image": by_row[int(r)], "sample": int(r), "value": number(float(v)),
+                                           "label": ctx.class_name(dataset, labels, int(r))}
+                                          for r, v in zip(top[i], values[i])]}
+            for i, unit in enumerate(units)]}
+
+    measure = ("largest activation anywhere in the map (its peak)" if "peak" in group else
+               "largest activation averaged over positions")
+    return ctx.panel(
         f"{where}: exemplars", f"The {settings.k} inputs that activate each of {len(units)} units of layer "
         f"{layer['path']} most",
         f"Each row: a unit (highest standard deviation first) and the {settings.k} samples, of all "
-        f"{pair['n_samples']}, with the largest pooled activation, largest first; the number is that "
-        "activation, then the class.", lambda: figures.exemplars(rows))
+        f"{pair['n_samples']}, with the {measure}, largest first; under each: that activation, then the class. "
+        "An input appears under several units only when it is the top of each.", build)
 
 
 def _text_exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any,
@@ -128,11 +158,40 @@ def _text_exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, A
 
 def _top_samples(ctx: ReportContext, pair: dict[str, Any], group: Any, ranked: np.ndarray) -> tuple:
     """(shown units, their k top sample rows and values, the labels, the dataset): what both kinds of exemplars
-    show (images, or texts)."""
+    show (images, or texts). A map layer's units are ranked by each sample's peak (a mean over positions
+    ranks by how much of the input is bright: the same images top every early unit)."""
     settings = ctx.settings.exemplars
     units = ranked[: settings.units]
-    top, values = _top_rows(group["pooled"], units, settings.k)
+    if "peak" in group:  # equal peaks (a saturated input) are ranked by the mean over positions
+        top, values = _top_rows(group["peak"], units, settings.k, ties=group["pooled"])
+    else:
+        top, values = _top_rows(group["pooled"], units, settings.k)
     return units, top, values, ctx.labels(pair["dataset"]), ctx.datasets[pair["dataset"]]
+
+
+#: What a reader can expect to see at each third of a network's depth (Zeiler & Fergus 2014 for images; for text,
+#: the word → phrase → sentence progression probed by Tenney et al. 2019). A guide to reading, not a measurement.
+_LOOK_FOR = {
+    "map": ("Early layer: look for edge, stroke and colour-blob detectors: maps that trace the input's outlines "
+            "at nearly its resolution, and exemplars that share a local pattern rather than a class.",
+            "Middle layer: look for parts and motifs (corners, curves, textures, pieces of objects): coarser maps "
+            "that light up on a region, exemplars that share a part.",
+            "Late layer: look for whole objects and classes: maps that light up wherever the object is, "
+            "exemplar rows of one class."),
+    "sequence": ("Early layer: look for word patterns: units that fire on particular tokens, characters or "
+                 "short n-grams wherever they occur.",
+                 "Middle layer: look for phrases and syntax: units whose top contexts span several words with a "
+                 "shared structure.",
+                 "Late layer: look for sentence meaning: units whose top sequences share a topic or class."),
+    "vector": ("Look for units that separate the classes: rows of one class lit in the same columns.",) * 3,
+}
+
+
+def look_for(kind: str, depth: float, tokens: bool) -> str | None:
+    """The caption of a layer's section saying what to look for at its depth (0: first layer, 1: last);
+    sequence layers get one only in a model of tokens (text)."""
+    texts = _LOOK_FOR.get(kind) if kind != "sequence" or tokens else None
+    return None if texts is None else texts[min(2, int(depth * 3))]
 
 
 def _rank_units(std: np.ndarray) -> np.ndarray:
@@ -170,20 +229,22 @@ def _heatmap_rows(labels: np.ndarray | None, available: int, wanted: int,
     return np.asarray(rows), groups
 
 
-def _top_rows(pooled: Any, units: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit, the k rows with the largest value (largest first), reading the dataset in chunks."""
-    best_rows = np.zeros((len(units), 0), dtype=np.int64)
-    best_values = np.zeros((len(units), 0))
-    for start in range(0, pooled.shape[0], _ROWS_PER_READ):
-        block = np.asarray(pooled[start : start + _ROWS_PER_READ][:, units], dtype=np.float64).T  # (U, rows)
-        block = np.where(np.isnan(block), -np.inf, block)
+def _top_rows(ranked_by: Any, units: np.ndarray, k: int, ties: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the k rows with the largest value of ``ranked_by`` (largest first; equal values by the larger
+    ``ties`` value, then by row), and those values, reading the datasets in chunks (NaN ranks last)."""
+    def read(dataset: Any, start: int) -> np.ndarray:
+        block = np.asarray(dataset[start : start + _ROWS_PER_READ][:, units], dtype=np.float64).T  # (U, rows)
+        return np.where(np.isnan(block), -np.inf, block)
+
+    best = (np.zeros((len(units), 0), dtype=np.int64), np.zeros((len(units), 0)), np.zeros((len(units), 0)))
+    for start in range(0, ranked_by.shape[0], _ROWS_PER_READ):
+        block = read(ranked_by, start)
         rows = np.broadcast_to(np.arange(start, start + block.shape[1]), block.shape)
-        values = np.concatenate([best_values, block], axis=1)
-        candidates = np.concatenate([best_rows, rows], axis=1)
-        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
-        best_values = np.take_along_axis(values, order, axis=1)
-        best_rows = np.take_along_axis(candidates, order, axis=1)
-    return best_rows, best_values
+        second = read(ties, start) if ties is not None else np.zeros_like(block)
+        candidates, values, seconds = (np.concatenate(pair, axis=1) for pair in zip(best, (rows, block, second)))
+        order = np.lexsort((candidates, -seconds, -values), axis=1)[:, :k]
+        best = tuple(np.take_along_axis(array, order, axis=1) for array in (candidates, values, seconds))
+    return best[0], best[1]
 
 
 def _stats_rows(layer: dict[str, Any]) -> list[tuple[str, str]]:

@@ -15,13 +15,17 @@ STRIP_SAMPLES = 12
 
 
 def models(ctx: ReportContext) -> list[dict[str, Any]]:
-    """Each model plus its anchor and, per architecture row, the weights audit's formatted cells (or None)."""
+    """Each audited model plus its anchor, its random-weights twin's name (or None) and, per architecture row,
+    the weights audit's formatted cells (or None). A twin has the same architecture: its table is not repeated."""
+    twins = {trained: twin for twin, trained in ctx.baselines.items()}
     out = []
     for model in ctx.summary["models"]:
+        if model["name"] in ctx.baselines:
+            continue
         audit = {row["path"]: row for row in model.get("weights") or []}
         layers = [{**layer, "weights": _weight_cells(audit.get(layer["path"]))} for layer in model["layers"]]
         out.append({**model, "layers": layers, "anchor": f"model-{h5_name(model['name'])}",
-                    "weights_audited": model.get("weights") is not None})
+                    "weights_audited": model.get("weights") is not None, "twin": twins.get(model["name"])})
     return out
 
 

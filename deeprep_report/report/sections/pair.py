@@ -14,8 +14,9 @@ from deeprep_report.report.sections import analysis, layer, tokens
 def build(ctx: ReportContext, index: int, pair: dict[str, Any]) -> dict[str, Any]:
     pair_id = f"pair-{index}"
     names = [entry["path"] for entry in pair["layers"]]
-    shown = set(select(ctx.settings.layers, names))
-    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry) for i, entry in enumerate(pair["layers"])
+    shown = set(select(ctx.settings.layers, {entry["path"]: entry.get("class_name") for entry in pair["layers"]}))
+    last = max(1, len(pair["layers"]) - 1)
+    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry, i / last) for i, entry in enumerate(pair["layers"])
               if entry["path"] in shown]
     twin = ctx.twin_pairs.get((pair["model"], pair["dataset"]))
     depth_analysis = analysis.build(ctx, pair_id, pair, twin, shown) if pair.get("analysis") else None
