@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 
 import numpy as np
 import pytest
@@ -29,16 +28,20 @@ def drawn(monkeypatch):
     return made
 
 
-def test_a_text_off_the_canvas_is_found_and_logged(caplog):
+def _cut_off() -> str:
     with figures.matplotlib.rc_context(figures._STYLE):
         figure = figures._figure(3, 2)
         axes = figure.subplots()
         axes.text(-0.4, 0.5, "cut off", transform=axes.transAxes)
         axes.set_ylabel("inside")
-        with caplog.at_level(logging.WARNING, logger="deeprep"):
-            figures.to_png(figure)
-    assert figures.clipped_texts(figure) == ["cut off"]
-    assert "text 'cut off' reaches outside its canvas" in caplog.text
+        return figures.to_png(figure)
+
+
+def test_a_text_off_the_canvas_is_found(drawn):
+    uri, clipped = figures.draw(figures.job(_cut_off))
+    assert uri.startswith("data:image/png;base64,") and clipped == ["cut off"]
+    assert figures.clipped_texts(drawn[0]) == ["cut off"]
+    assert figures.draw(figures.job(figures.sample_strip, [np.zeros((8, 8))], ["a"]))[1] == []
 
 
 def test_no_figure_text_is_clipped_even_with_long_layer_names(drawn):
@@ -112,3 +115,16 @@ def test_thumbnails_keep_their_pixels():
         np.testing.assert_array_equal(np.asarray(image), np.rint(gray * 255).astype(np.uint8))
     big = np.zeros((224, 224, 3))
     assert images.displayable(big).shape == (56, 56, 3)  # subsampled by an integer stride to <= 64 px
+
+
+def test_a_pool_of_processes_draws_the_same_bytes():
+    from deeprep_report.report import painter
+
+    rng = np.random.default_rng(2)
+    jobs = [figures.job(figures.depth_profile, LONG[:9], {"trained": list(rng.uniform(size=9))}, "mean")
+            for _ in range(3)] + [figures.job(figures.similarity_matrix, LONG[:4], rng.uniform(size=(4, 4)), "CKA"),
+                                  figures.job(figures.depth_profile, ["a"], {"x": ["not a number"]}, "y")]
+    here, pooled = painter.draw_all(jobs, 1), painter.draw_all(jobs, 2)
+    assert [r for r in here[:4]] == [r for r in pooled[:4]]
+    assert isinstance(here[4], ValueError) and isinstance(pooled[4], ValueError)  # a failing figure is its own
+    assert painter.workers_for(10, "auto") == 1 and painter.workers_for(10, 3) == 3

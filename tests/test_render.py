@@ -214,7 +214,7 @@ def test_template_dir_overrides_and_settings(demo_run, tmp_path):
     assert all(", channel " in img["alt"] or img["alt"].startswith("colour scale") for img in page.all("img"))
     assert len([p for p in page.all("p") if p.get("class") == "custom"]) > 5
     assert len([i for i in page.ids if i.startswith("pair-0-layer-")]) == 3  # conv1, conv2, dense_2
-    assert "Layers captured but not shown" in " ".join(page.text)
+    assert "5 layers captured but not shown" in " ".join(page.text)
 
 
 def test_a_replaced_template_that_breaks_is_one_line(demo_run, tmp_path, capsys):

@@ -28,6 +28,7 @@ class Finding:
     where: str
     text: str
     anchor: str
+    layer: tuple[str, str, str] | None = None  # (model, dataset, layer path) of a layer's finding
 
     @property
     def severity(self) -> str:
@@ -95,7 +96,7 @@ def _layer_findings(pair: dict[str, Any], model: dict[str, Any], saturation_at_l
         for kind, text, short in observed:
             into = _row_above(path, kind, producer, rows)
             if into is None:
-                rows[(kind, path)] = Finding(kind, where, text, anchor)
+                rows[(kind, path)] = Finding(kind, where, text, anchor, (pair["model"], pair["dataset"], path))
                 continue
             row = rows[(kind, into)]
             joined = ", " if "; carried into " in row.text else "; carried into "

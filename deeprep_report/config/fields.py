@@ -1,29 +1,10 @@
-"""Building blocks shared by every config section: strict models and the ``layers:`` selector field."""
+"""Building blocks shared by every config section: strict models, names, plain data."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-
-
-def layer_selectors(value: Any) -> Any:
-    """``layers:`` is 'all', one selector, or a non-empty list of selectors (names, patterns, or mappings that
-    pydantic then validates as ``LayerSelector``)."""
-    if value == "all":
-        return value
-    if isinstance(value, (str, dict)):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(_selector_shape(v) for v in value):
-        raise ValueError("expected 'all' or a non-empty list of layer names, patterns or {type: ..., glob: ...} "
-                         f"mappings, got {value!r}")
-    return value
-
-
-def _selector_shape(value: Any) -> bool:
-    from deeprep_report.config.selectors import LayerSelector  # it is a Strict model of this module
-
-    return (isinstance(value, str) and bool(value)) or isinstance(value, (dict, LayerSelector))
 
 
 def entry_name(value: str | None) -> str | None:

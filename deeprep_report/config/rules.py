@@ -9,8 +9,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from deeprep_report.config.fields import Strict, layer_selectors
-from deeprep_report.config.selectors import Selectors
+from deeprep_report.config.fields import Strict
+from deeprep_report.config.selectors import Selectors, layer_selectors
 
 Severity = Literal["warn", "fail"]
 #: Per-layer statistics of summary.json that a comparison with a baseline reports and ``stat_drift`` can check.

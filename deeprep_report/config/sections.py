@@ -9,9 +9,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from deeprep_report.config.data import DatasetSpec
-from deeprep_report.config.fields import Strict, entry_name, layer_selectors, plain_data
+from deeprep_report.config.fields import Strict, entry_name, plain_data
 from deeprep_report.config.rules import Check
-from deeprep_report.config.selectors import Selectors
+from deeprep_report.config.selectors import ReportSelectors, Selectors, layer_selectors
 
 
 class RunSection(Strict):
@@ -259,9 +259,12 @@ class ReportSection(Strict):
 
     enabled: bool = Field(True, description="Render report.html at the end of deeprep run.")
     template_dir: str | None = Field(None, description="Folder of templates that replace the shipped ones.")
-    layers: Selectors = Field(
-        "all", description="Captured layers that get a section: 'all', or names, glob patterns and {type, glob} "
-                           "mappings.")
+    layers: ReportSelectors = Field(
+        "auto", description="Captured layers that get a section: 'auto' (every layer of a model with at most "
+                            "max_layers captured layers; for a bigger one its first and last layers, block outputs "
+                            "and stage ends in full and its flagged layers in brief), 'all', or names, glob "
+                            "patterns and {type, glob} mappings.")
+    max_layers: int = Field(32, ge=2, description="report.layers auto: the most layers of a model shown in full.")
     gallery: GallerySection = Field(default_factory=GallerySection)
     exemplars: ExemplarSection = Field(default_factory=ExemplarSection)
     heatmap_samples: int = Field(80, ge=4, le=1000, description="Samples (rows) of a dense layer's heatmap.")
@@ -269,8 +272,19 @@ class ReportSection(Strict):
         0.5, ge=0, le=1, description="Findings list a layer whose saturation fraction is at least this."
     )
     size_budget_mb: float = Field(20.0, gt=0, description="Warn when report.html is larger than this.")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="Processes that draw the figures: 'auto' (one per core, up to 8, for a report of 60 "
+                            "figures or more; else this process), or a count (1: this process).")
 
-    _layers_shape = field_validator("layers", mode="before")(lambda value: layer_selectors(value))
+    _layers_shape = field_validator("layers", mode="before")(
+        lambda value: value if value == "auto" else layer_selectors(value))
+
+    @field_validator("workers")
+    @classmethod
+    def _some_workers(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError(f"expected 'auto' or a count >= 1, got {value!r}")
+        return value
 
 
 class CompareSection(Strict):

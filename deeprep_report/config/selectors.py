@@ -80,6 +80,13 @@ Selectors = Annotated[
 ]
 
 
+#: ``report.layers``: also 'auto' (report/layer_choice.py).
+ReportSelectors = Annotated[
+    Union[Annotated[Literal["all", "auto"], Tag("str")], Annotated[list[Selector], Tag("list")]],
+    Discriminator(lambda value: "str" if isinstance(value, str) else "list"),
+]
+
+
 def is_pattern(selector: str | LayerSelector) -> bool:
     """Whether a selector may pick several layers (and skips those it cannot capture): a glob or a mapping."""
     return isinstance(selector, LayerSelector) or any(ch in selector for ch in "*?[")
@@ -120,3 +127,20 @@ def select(selectors: Any, layers: Mapping[str, str | None]) -> list[str]:
 def describe(selector: str | LayerSelector) -> str:
     """A selector as written, for messages."""
     return repr(selector) if isinstance(selector, str) else selector.describe()
+
+
+def layer_selectors(value: Any) -> Any:
+    """``layers:`` is 'all', one selector, or a non-empty list of selectors (names, patterns, or mappings that
+    pydantic then validates as ``LayerSelector``)."""
+    if value == "all":
+        return value
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(_selector_shape(v) for v in value):
+        raise ValueError("expected 'all' or a non-empty list of layer names, patterns or {type: ..., glob: ...} "
+                         f"mappings, got {value!r}")
+    return value
+
+
+def _selector_shape(value: Any) -> bool:
+    return (isinstance(value, str) and bool(value)) or isinstance(value, (dict, LayerSelector))

@@ -33,13 +33,14 @@ from typing import Any, Callable
 import numpy as np
 
 from deeprep_report.config import ReportSection
+from deeprep_report.report import figures, painter
 from deeprep_report.report import images as raster
 from deeprep_report.store import StoreReader, audited_pairs, h5_name, pair_key, random_twins, read_rows
 
 log = logging.getLogger("deeprep")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Shown:
     """A figure in the report: its PNG data URI, or the parts of a figure laid out in HTML (a gallery's rows of
     maps), or why it could not be drawn; its alt text and caption."""
@@ -84,6 +85,7 @@ class ReportContext:
         self._text: dict[str, Any] = {}
         self._tokens: dict[tuple[str, str], Any] = {}
         self._shared: dict[tuple, SharedImage] = {}
+        self._jobs: list[tuple[str, Shown, figures.Job]] = []
 
     def shared_image(self, key: tuple, image: np.ndarray) -> SharedImage:
         """The report's one copy of an image in [0, 1] (gray or RGB), registered under ``key`` on first use."""
@@ -113,23 +115,47 @@ class ReportContext:
     def audited_pairs(self) -> list[dict[str, Any]]:
         return audited_pairs(self.summary)
 
-    def figure(self, where: str, alt: str, caption: str, draw: Callable[[], str]) -> Shown:
-        """Draw one figure; a failure becomes a note in its place and in the verdict."""
-        return self._guarded(where, alt, caption, lambda: Shown(draw(), alt, caption))
-
-    def panel(self, where: str, alt: str, caption: str, build: Callable[[], Any]) -> Shown:
-        """Build the parts of one figure laid out in HTML; a failure is handled as :meth:`figure`'s."""
-        return self._guarded(where, alt, caption, lambda: Shown(None, alt, caption, parts=build()))
-
-    def _guarded(self, where: str, alt: str, caption: str, make: Callable[[], Shown]) -> Shown:
+    def figure(self, where: str, alt: str, caption: str, prepare: Callable[[], figures.Job]) -> Shown:
+        """One matplotlib figure: ``prepare`` reads its data now; it is drawn by :meth:`draw_figures` (in a
+        pool of processes for a big report). A failure becomes a note in its place and in the verdict."""
+        shown = Shown(None, alt, caption)
         self.drawn += 1
         try:
-            return make()
+            self._jobs.append((where, shown, prepare()))
         except Exception as exc:  # noqa: BLE001 - a figure never takes the report down
-            reason = f"{type(exc).__name__}: {exc}"
-            self.failed.append(f"{where} ({reason})")
-            log.warning("report: %s could not be drawn: %s", where, reason)
-            return Shown(None, alt, caption, error=reason)
+            self._failure(where, shown, exc)
+        return shown
+
+    def panel(self, where: str, alt: str, caption: str, build: Callable[[], Any]) -> Shown:
+        """The parts of one figure laid out in HTML (no drawing to wait for); a failure is handled as
+        :meth:`figure`'s."""
+        shown = Shown(None, alt, caption)
+        self.drawn += 1
+        try:
+            shown.parts = build()
+        except Exception as exc:  # noqa: BLE001 - a figure never takes the report down
+            self._failure(where, shown, exc)
+        return shown
+
+    def draw_figures(self) -> None:
+        """Draw every figure prepared so far (before the verdict, which counts the failures)."""
+        jobs, self._jobs = self._jobs, []
+        workers = painter.workers_for(len(jobs), self.settings.workers)
+        if workers > 1:
+            log.info("report: drawing %d figures in %d processes", len(jobs), workers)
+        for (where, shown, _), result in zip(jobs, painter.draw_all([job for _, _, job in jobs], workers)):
+            if isinstance(result, BaseException):
+                self._failure(where, shown, result)
+                continue
+            shown.src, clipped = result
+            for text in clipped:
+                log.warning("report: %s: text %r reaches outside its canvas", where, text)
+
+    def _failure(self, where: str, shown: Shown, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.failed.append(f"{where} ({reason})")
+        log.warning("report: %s could not be drawn: %s", where, reason)
+        shown.error = reason
 
     def labels(self, dataset: str) -> np.ndarray | None:
         group = self.store.file[f"datasets/{h5_name(dataset)}"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import math
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import matplotlib
 
@@ -32,7 +32,29 @@ from PIL import Image  # noqa: E402
 
 from deeprep_report.report import images  # noqa: E402
 
-log = logging.getLogger("deeprep")
+#: Texts of the figures drawn by the current :func:`draw` that reach outside their canvas.
+_CLIPPED: list[str] = []
+
+
+@dataclass(frozen=True)
+class Job:
+    """A figure to draw: a function of this module and its arguments (arrays, lists, strings), picklable so
+    that a process pool can draw it (report/painter.py); the data is read before, in the rendering process."""
+
+    function: Callable[..., str]
+    args: tuple
+    kwargs: dict
+
+
+def job(function: Callable[..., str], *args: Any, **kwargs: Any) -> Job:
+    return Job(function, args, kwargs)
+
+
+def draw(work: Job) -> tuple[str, list[str]]:
+    """Draw one figure: (its PNG data URI, the texts that reach outside its canvas)."""
+    _CLIPPED.clear()
+    uri = work.function(*work.args, **work.kwargs)
+    return uri, list(_CLIPPED)
 
 DPI = 80
 _STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
@@ -50,8 +72,7 @@ def to_png(figure: Figure) -> str:
     """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    for text in clipped_texts(figure):
-        log.warning("report figure: text %r reaches outside its canvas", text)
+    _CLIPPED.extend(clipped_texts(figure))
     buffer.seek(0)
     with Image.open(buffer) as image:
         palette = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
@@ -95,7 +116,7 @@ def _drawn_tick_labels(axis: matplotlib.axis.Axis) -> Iterator[matplotlib.text.T
     """The major tick labels an axis draws: those of ticks inside its view limits (a locator also returns the
     ticks just beyond, which are not drawn)."""
     low, high = sorted(axis.get_view_interval())
-    margin = 1e-9 * max(1.0, abs(high - low))
+    margin = 1e-9 * abs(high - low)
     for tick in axis.get_major_ticks():
         if low - margin <= tick.get_loc() <= high + margin:
             yield tick.label1

@@ -20,11 +20,14 @@ def build(summary: dict[str, Any], store: StoreReader, settings: ReportSection) 
     ctx = ReportContext(summary, store, settings)
     models = overview.models(ctx)
     datasets = overview.datasets(ctx)
-    pairs = [pair.build(ctx, index, entry) for index, entry in enumerate(ctx.audited_pairs())]
+    flagged = findings.flagged_layers(ctx)
+    pairs = [pair.build(ctx, index, entry, flagged.get((entry["model"], entry["dataset"]), set()))
+             for index, entry in enumerate(ctx.audited_pairs())]
     anchors = {(p["model"], p["dataset"], layer["path"]): layer["id"] for p in pairs for layer in p["layers"]}
     found = findings.build(ctx, anchors)
     changed = changes.build(ctx)
     crossed = cross_model.build(ctx)
+    ctx.draw_figures()
     return {
         "title": f"deeprep report: {summary['run']['name']}",
         "run": summary["run"], "tool": summary["tool"], "timings": summary["timings"],

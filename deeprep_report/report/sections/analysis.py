@@ -25,7 +25,7 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
 
     entered = view_note(analysis)
 
-    def add(what: str, alt: str, caption: str, draw: Callable[[], str], on_views: bool = True) -> None:
+    def add(what: str, alt: str, caption: str, draw: Callable[[], figures.Job], on_views: bool = True) -> None:
         caption = f"{caption} {entered}" if on_views else caption
         shown_figures.append(ctx.figure(f"{where}: {what}", alt, caption, draw))
 
@@ -46,7 +46,7 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
         add("probe accuracy", f"Linear probe accuracy of each layer of {pair['model']}",
             f"Held-out accuracy of a linear probe on each layer{vs}, with the 95 % bootstrap interval; dashed: "
             "chance (the largest class). x: layers in model order (input: the model's input); y: accuracy.",
-            lambda: figures.depth_profile(names, series("probe", "accuracy"), "probe accuracy",
+            lambda: figures.job(figures.depth_profile, names, series("probe", "accuracy"), "probe accuracy",
                                           bands={"trained": ([p["low"] if p else None for p in probe],
                                                              [p["high"] if p else None for p in probe])},
                                           reference=(chance, "chance") if chance is not None else None))
@@ -56,7 +56,7 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
             f"{transfer['dataset']}",
             f"Held-out probe accuracy of each layer on {pair['dataset']} and on {transfer['dataset']}, a labelled "
             f"task the model was not trained on: the depth where the second curve peaks transfers best.",
-            lambda: figures.depth_profile(names, {
+            lambda: figures.job(figures.depth_profile, names, {
                 pair["dataset"]: series("probe", "accuracy")["trained"],
                 transfer["dataset"]: _align(names, transfer["layers"], transfer["accuracy"])}, "probe accuracy"))
     if analysis.get("cka"):
@@ -65,18 +65,18 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
             f"Linear CKA between every pair of layers ({cka['estimator']} estimator, {cka['method']}"
                 f"{', ' + format(cka['samples'], ',') + ' samples' if cka.get('samples') else ''}): 1 means "
             "the same representation up to rotation and scale.",
-            lambda: figures.similarity_matrix(names, np.asarray(cka["matrix"], dtype=float), "linear CKA"))
+            lambda: figures.job(figures.similarity_matrix, names, np.asarray(cka["matrix"], dtype=float), "linear CKA"))
     if analysis.get("baseline"):
         twin_cka = analysis["baseline"]["cka_with_trained"]
         add("CKA with random weights", "Linear CKA between each trained layer and the same layer with random weights",
             "Per layer, linear CKA between the trained layer and the same layer of the architecture with random "
             "weights: low values show where training changed the representation most.",
-            lambda: figures.depth_profile(names, {"trained vs random": twin_cka}, "linear CKA"))
+            lambda: figures.job(figures.depth_profile, names, {"trained vs random": twin_cka}, "linear CKA"))
     if analysis.get("geometry"):
         geometry = analysis["geometry"]
         add("intrinsic dimension", "Intrinsic dimension of each layer",
             f"Intrinsic dimension (TwoNN, mean ± std over subsamples) of each layer{vs}.",
-            lambda: figures.depth_profile(names, series("geometry", "intrinsic_dimension"), "intrinsic dimension",
+            lambda: figures.job(figures.depth_profile, names, series("geometry", "intrinsic_dimension"), "intrinsic dimension",
                                           bands={"trained": (
                                               [g["intrinsic_dimension"] - g["intrinsic_dimension_std"]
                                                if g["intrinsic_dimension"] is not None else None for g in geometry],
@@ -90,21 +90,21 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
                 ("pca_90", "PCA components for 90 %", "Principal components explaining 90 % of the variance"),
                 ("pca_99", "PCA components for 99 %", "Principal components explaining 99 % of the variance")):
             add(label, f"{label} of each layer", f"{caption}{vs}.",
-                lambda key=key, label=label: figures.depth_profile(names, series("geometry", key), label))
+                lambda key=key, label=label: figures.job(figures.depth_profile, names, series("geometry", key), label))
     if analysis.get("classes"):
         add("nearest-centroid accuracy", "Nearest-class-centroid accuracy of each layer",
             f"Accuracy on the probe's test split of assigning each sample to the nearest class mean of the "
             f"training split{vs}.",
-            lambda: figures.depth_profile(names, series("classes", "ncc_accuracy"), "nearest-centroid accuracy"))
+            lambda: figures.job(figures.depth_profile, names, series("classes", "ncc_accuracy"), "nearest-centroid accuracy"))
         add("silhouette", "Silhouette score of the classes in each layer",
             f"Mean silhouette of the classes (Euclidean; 1: tight, separated classes; 0: overlapping){vs}.",
-            lambda: figures.depth_profile(names, series("classes", "silhouette"), "silhouette"))
+            lambda: figures.job(figures.depth_profile, names, series("classes", "silhouette"), "silhouette"))
         add("selectivity", "Class selectivity of the units of each layer",
             "Per layer, the distribution of unit class-selectivity indices (μ_max − μ_rest)/(μ_max + μ_rest) "
             "over each channel's class-conditional mean activation, in [0, 1]: 1 is a unit active for one class "
             "only. Defined for non-negative activations: units that take negative values are left out. Box: "
             "quartiles and median; whiskers: 5–95 %.",
-            lambda: figures.distributions(names[1:] if names[0] == "input" else names,
+            lambda: figures.job(figures.distributions, names[1:] if names[0] == "input" else names,
                                           _selectivities(ctx, pair, names), "class selectivity"), on_views=False)
         panels = _projection_panels(ctx, names, shown)
         add("projections", "2-D projections of layers, coloured by class",
@@ -135,13 +135,13 @@ def _projection_panels(ctx: ReportContext, names: list[str], shown: set[str], mo
     return [candidates[i] for i in sorted(set(picks.tolist()))]
 
 
-def _draw_projections(ctx: ReportContext, pair: dict[str, Any], names: list[str], panels: list[int]) -> str:
+def _draw_projections(ctx: ReportContext, pair: dict[str, Any], names: list[str], panels: list[int]) -> figures.Job:
     group = ctx.store.file[f"{pair_key(pair['model'], pair['dataset'])}/analysis"]
     points = group["projections"]
     labels = group["projection_labels"][()]
     dataset = ctx.datasets[pair["dataset"]]
     class_names = dataset["class_names"] or [str(c) for c in range(int(labels.max()) + 1)]
-    return figures.projections([names[i] for i in panels], [points[i] for i in panels], labels, class_names)
+    return figures.job(figures.projections, [names[i] for i in panels], [points[i] for i in panels], labels, class_names)
 
 
 def _transfer_sentence(transfer: dict[str, Any] | None) -> str | None:

@@ -36,7 +36,7 @@ def build(ctx: ReportContext) -> dict[str, Any] | None:
             "the baseline run",
             "Per layer, linear CKA between this run's and the baseline run's views of the same samples: "
             "1 is the same representation up to rotation and scale; low values show where the model changed most.",
-            lambda names=names, values=values: figures.depth_profile(names, {"CKA with baseline": values},
+            lambda names=names, values=values: figures.job(figures.depth_profile, names, {"CKA with baseline": values},
                                                                      "linear CKA"))
         changed = weights.get(pair["model"], {})
         rows = []

@@ -23,6 +23,6 @@ def build(ctx: ReportContext) -> list[Any]:
             f"Linear CKA ({entry['estimator']}) between every layer of {first} (rows) and every layer of {second} "
             f"(columns) on the same {entry['samples']:,} samples of {entry['dataset']}: a bright diagonal means the "
             "two models build similar representations at the same depth.",
-            lambda matrix=matrix, rows=rows, columns=columns, first=first, second=second: figures.similarity_matrix(
+            lambda matrix=matrix, rows=rows, columns=columns, first=first, second=second: figures.job(figures.similarity_matrix,
                 rows, matrix, "linear CKA", columns=columns, axis_titles=(first, second))))
     return shown

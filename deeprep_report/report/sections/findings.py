@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deeprep_report.audit.findings import Finding, find
+from deeprep_report.audit.verdict import PASS
 from deeprep_report.report.context import ReportContext
 
 
@@ -10,3 +11,16 @@ def build(ctx: ReportContext, anchors: dict[tuple[str, str, str], str]) -> list[
     """Findings linked to the layer sections (``anchors``: (model, dataset, layer) → section id)."""
     return find(ctx.summary, ctx.settings.saturation_finding, anchors)
 
+
+
+def flagged_layers(ctx: ReportContext) -> dict[tuple[str, str], set[str]]:
+    """Per (model, dataset), the layers with a finding or a check result other than a pass: a report that
+    shows a chosen set of layers (report.layers: auto) still gives each of them a section."""
+    flagged: dict[tuple[str, str], set[str]] = {}
+    for finding in find(ctx.summary, ctx.settings.saturation_finding, {}):
+        if finding.layer is not None:
+            flagged.setdefault(finding.layer[:2], set()).add(finding.layer[2])
+    for result in (ctx.summary.get("checks") or {}).get("results", []):
+        if result["status"] != PASS and result.get("layer"):
+            flagged.setdefault((result["model"], result["dataset"]), set()).add(result["layer"])
+    return flagged

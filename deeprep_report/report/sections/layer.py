@@ -18,8 +18,11 @@ HEATMAP_UNITS = 64
 _ROWS_PER_READ = 8192
 
 
-def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str, Any], depth: float) -> dict[str, Any]:
-    """A layer's section; ``depth`` is its place among the pair's layers (0: the first, 1: the last)."""
+def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str, Any], depth: float,
+          brief: bool = False) -> dict[str, Any]:
+    """A layer's section; ``depth`` is its place among the pair's layers (0: the first, 1: the last). A
+    ``brief`` one (a flagged layer outside the layers chosen for a big model) has its statistics and unit
+    charts only."""
     model, dataset, path = pair["model"], pair["dataset"], layer["path"]
     group = ctx.store.layer_group(model, dataset, path)
     unit_stats = {name: group["stats"][name][()] for name in ("mean", "std", "zero_fraction", "dead")}
@@ -31,25 +34,29 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
         f"{where}: unit charts", f"Unit means, zero fractions and value histogram of layer {path}",
         "Left: each unit's mean, sorted (dead units marked ×). Middle: each unit's share of exact zeros, "
         "sorted. Right: histogram of every value of the layer (count on a log scale).",
-        lambda: figures.unit_panels(unit_stats["mean"], unit_stats["zero_fraction"], unit_stats["dead"],
+        lambda: figures.job(figures.unit_panels, unit_stats["mean"], unit_stats["zero_fraction"], unit_stats["dead"],
                                     edges, np.asarray(histogram["counts"])))
-    gallery = heatmap = None
-    if "maps" in group and group["maps"].ndim == 4 and group["maps"].shape[0]:
-        gallery = _gallery(ctx, pair, layer, group, ranked, unit_stats["dead"].astype(bool), where)
-    elif layer["kind"] in ("vector", "sequence"):
-        heatmap = _heatmap(ctx, pair, layer, group, ranked, where)
     architecture = {row["path"]: row for m in ctx.summary["models"] if m["name"] == model for row in m["layers"]}
-    inherited = bool(architecture.get(path, {}).get("activation_inherited"))
-    exemplars = _exemplars(ctx, pair, layer, group, ranked, where)
+    row = architecture.get(path, {})
     sequence = pair.get("tokens") is not None
-    return {**layer, "id": anchor, "inherited": inherited, "stats_rows": _stats_rows(layer), "units_figure": units,
-            "look_for": look_for(layer["kind"], depth, sequence),
-            "gallery": gallery, "heatmap": heatmap, "exemplars": exemplars,
-            "contexts": tokens.contexts(ctx, pair, layer, ranked) if sequence else None,
-            "nearest": tokens.nearest_tokens(ctx, pair, layer, any(
-                source.startswith("input:") for source in architecture.get(path, {}).get("inputs", []))) if sequence
-            else None,
-            "text_exemplars": _text_exemplars(ctx, pair, layer, group, ranked) if sequence and not exemplars else None}
+    section = {**layer, "id": anchor, "inherited": bool(row.get("activation_inherited")), "brief": brief,
+               "stats_rows": _stats_rows(layer), "units_figure": units, "look_for": look_for(layer["kind"], depth, sequence),
+               "gallery": None, "heatmap": None, "exemplars": None, "contexts": None, "nearest": None,
+               "text_exemplars": None}
+    if brief:
+        return section
+    if "maps" in group and group["maps"].ndim == 4 and group["maps"].shape[0]:
+        section["gallery"] = _gallery(ctx, pair, layer, group, ranked, unit_stats["dead"].astype(bool), where)
+    elif layer["kind"] in ("vector", "sequence"):
+        section["heatmap"] = _heatmap(ctx, pair, layer, group, ranked, where)
+    section["exemplars"] = _exemplars(ctx, pair, layer, group, ranked, where)
+    if sequence:
+        section["contexts"] = tokens.contexts(ctx, pair, layer, ranked)
+        section["nearest"] = tokens.nearest_tokens(ctx, pair, layer, any(
+            source.startswith("input:") for source in row.get("inputs", [])))
+        if not section["exemplars"]:
+            section["text_exemplars"] = _text_exemplars(ctx, pair, layer, group, ranked)
+    return section
 
 
 def _gallery(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any, ranked: np.ndarray,
@@ -105,12 +112,14 @@ def _heatmap(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], gr
 
     def draw() -> str:
         pooled = read_rows(group["pooled"], rows)
-        return figures.dense_heatmap(pooled[:, units].astype(np.float64), groups, units.tolist(), _signed(layer))
+        return figures.job(figures.dense_heatmap, pooled[:, units].astype(np.float64), groups, units.tolist(), _signed(layer))
 
     return ctx.figure(
         f"{where}: heatmap", f"Activations of layer {layer['path']}: {len(rows)} samples by {len(units)} units",
-        f"Rows: {len(rows)} samples grouped by class; columns: the {len(units)} units with the highest standard "
-        "deviation; colour: activation (pooled over positions for sequences).", draw)
+        f"Rows: {len(rows)} samples grouped by class; columns: "
+        + (f"all {len(units)} units, highest standard deviation first (a dead unit is a flat column at the end)"
+           if len(units) == len(ranked) else f"the {len(units)} units with the highest standard deviation")
+        + "; colour: activation (pooled over positions for sequences).", draw)
 
 
 def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], group: Any, ranked: np.ndarray,

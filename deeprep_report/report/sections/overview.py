@@ -49,5 +49,5 @@ def _dataset(ctx: ReportContext, dataset: dict[str, Any]) -> dict[str, Any]:
         names = [ctx.class_name(dataset, labels, i) for i in range(len(images))]
         strip = ctx.figure(
             f"{dataset['name']}: sample strip", f"The first {len(images)} samples of dataset {dataset['name']}",
-            "The first samples in run order, with their class.", lambda: figures.sample_strip(images, names))
+            "The first samples in run order, with their class.", lambda: figures.job(figures.sample_strip, images, names))
     return {**dataset, "strip": strip}

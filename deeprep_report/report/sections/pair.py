@@ -5,26 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from deeprep_report.config.selectors import select
 from deeprep_report.report import figures
 from deeprep_report.report.context import ReportContext, Shown
+from deeprep_report.report.layer_choice import choose
 from deeprep_report.report.sections import analysis, layer, tokens
 
 
-def build(ctx: ReportContext, index: int, pair: dict[str, Any]) -> dict[str, Any]:
+def build(ctx: ReportContext, index: int, pair: dict[str, Any], flagged: set[str]) -> dict[str, Any]:
+    """A pair's section; ``flagged``: its layers with a finding or a check that did not pass."""
     pair_id = f"pair-{index}"
     names = [entry["path"] for entry in pair["layers"]]
-    shown = set(select(ctx.settings.layers, {entry["path"]: entry.get("class_name") for entry in pair["layers"]}))
+    architecture = next((m["layers"] for m in ctx.summary["models"] if m["name"] == pair["model"]), [])
+    choice = choose(ctx.settings, pair, architecture, flagged)
+    full, brief = set(choice.full), set(choice.brief)
     last = max(1, len(pair["layers"]) - 1)
-    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry, i / last) for i, entry in enumerate(pair["layers"])
-              if entry["path"] in shown]
+    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry, i / last, brief=entry["path"] in brief)
+              for i, entry in enumerate(pair["layers"]) if entry["path"] in full | brief]
     twin = ctx.twin_pairs.get((pair["model"], pair["dataset"]))
-    depth_analysis = analysis.build(ctx, pair_id, pair, twin, shown) if pair.get("analysis") else None
+    depth_analysis = analysis.build(ctx, pair_id, pair, twin, full) if pair.get("analysis") else None
     return {**pair, "id": pair_id, "title": f"{pair['model']} × {pair['dataset']}",
             "depth": _depth(ctx, pair, names, twin), "analysis": depth_analysis, "layers": layers,
             "tokens_section": tokens.build(ctx, pair_id, pair, twin),
-            "baseline": twin["model"] if twin else None,
-            "hidden": [name for name in names if name not in shown]}
+            "baseline": twin["model"] if twin else None, "hidden": choice.hidden, "automatic": choice.automatic,
+            "brief_count": len(choice.brief)}
 
 
 def _depth(ctx: ReportContext, pair: dict[str, Any], names: list[str], twin: dict[str, Any] | None) -> list[Shown]:
@@ -43,7 +46,7 @@ def _depth(ctx: ReportContext, pair: dict[str, Any], names: list[str], twin: dic
     return [ctx.figure(f"{where}: depth profile of {key}",
                        f"{label} of each layer of {pair['model']} on {pair['dataset']}, in model order",
                        f"{caption} x: layers in model order; y: {label}{' (%)' if percent else ''}.",
-                       lambda key=key, label=label, percent=percent: figures.depth_profile(
+                       lambda key=key, label=label, percent=percent: figures.job(figures.depth_profile,
                            names, _series(stats, twin_stats, names, key), label, percent))
             for key, label, percent, caption in profiles]
 

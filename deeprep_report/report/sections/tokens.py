@@ -41,7 +41,7 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
                     ", and on its control task (the same label drawn at random once per token type); the gap is the "
                     "selectivity" if "control task" in series else " (no control task: its control would be a "
                     "coarsening of the task itself)") + ". Dashed: chance.",
-                lambda series=series, entry=entry: figures.depth_profile(
+                lambda series=series, entry=entry: figures.job(figures.depth_profile,
                     names, series, "token probe accuracy",
                     reference=(entry["chance"], "chance") if entry["chance"] is not None else None)))
         if tokens.get("cka"):
@@ -49,7 +49,7 @@ def build(ctx: ReportContext, pair_id: str, pair: dict[str, Any], twin: dict[str
                 f"{where}: token CKA", "Linear CKA between sequence layers on the sampled tokens",
                 f"Linear CKA ({tokens['cka']['estimator']}) between every pair of sequence layers on the same "
                 f"{tokens['tokens']:,} real tokens.",
-                lambda: figures.similarity_matrix(names, np.asarray(tokens["cka"]["matrix"], dtype=float),
+                lambda: figures.job(figures.similarity_matrix, names, np.asarray(tokens["cka"]["matrix"], dtype=float),
                                                   "token CKA")))
         table = _table(tokens)
     return {"id": f"{pair_id}-tokens", "info": info, "analysis": tokens, "table": table,

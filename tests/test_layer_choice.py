@@ -1,0 +1,73 @@
+"""report.layers: auto — which layers of a big model get a section, from its architecture table alone."""
+
+from __future__ import annotations
+
+from deeprep_report.config import ReportSection
+from deeprep_report.report.layer_choice import block_outputs, choose, stage_ends
+
+
+def row(path: str, inputs: list[str], shape: list, params: int = 0, class_name: str = "Conv2D") -> dict:
+    return {"path": path, "inputs": inputs, "output_shape": shape, "params": params, "class_name": class_name}
+
+
+def residual(blocks: int) -> list[dict]:
+    """stem -> blocks of (a -> b) with a skip connection into add -> out."""
+    rows = [row("stem", ["input:x"], [None, 8, 8, 4], 10)]
+    previous = "stem"
+    for k in range(blocks):
+        size = 8 if k < blocks // 2 else 4
+        rows += [row(f"b{k}_a", [previous], [None, size, size, 4], 5), row(f"b{k}_b", [f"b{k}_a"], [None, size, size, 4], 5),
+                 row(f"b{k}_add", [f"b{k}_b", previous], [None, size, size, 4], class_name="Add"),
+                 row(f"b{k}_out", [f"b{k}_add"], [None, size, size, 4], class_name="Activation")]
+        previous = f"b{k}_out"
+    return rows + [row("head", [previous], [None, 10], 40, "Dense")]
+
+
+def pair_of(rows: list[dict]) -> dict:
+    return {"layers": [{"path": r["path"], "output_shape": r["output_shape"], "class_name": r["class_name"]}
+                       for r in rows]}
+
+
+def test_block_outputs_are_the_layers_no_connection_skips_that_feed_two():
+    rows = residual(4)
+    names = [r["path"] for r in rows]
+    # each block's out feeds the next block's a and its add (the skip); the last one only the head
+    assert block_outputs(rows, names) == ["stem", "b0_out", "b1_out", "b2_out"]
+    assert block_outputs(rows, [n for n in names if n != "b1_out"]) == ["stem", "b0_out", "b2_out"]  # captured only
+    chain = [row(f"c{i}", [f"c{i - 1}" if i else "input:x"], [None, 8 >> (i // 3), 8 >> (i // 3), 4], 1)
+             for i in range(9)]
+    assert block_outputs(chain, [r["path"] for r in chain]) == []  # a plain chain has no blocks...
+    shapes = {r["path"]: r["output_shape"] for r in chain}
+    assert stage_ends([r["path"] for r in chain], shapes) == ["c2", "c5"]  # ...only stages
+
+
+def test_a_small_model_shows_every_layer_and_a_big_one_a_chosen_set():
+    rows = residual(12)
+    names = [r["path"] for r in rows]
+    small = choose(ReportSection(max_layers=len(names)), pair_of(rows), rows, set())
+    assert small.full == names and not small.brief and not small.hidden and not small.automatic
+    big = choose(ReportSection(max_layers=8), pair_of(rows), rows, {"b3_a", "b5_out"})
+    assert big.automatic
+    assert big.full[0] == "stem" and big.full[-1] == "head" and "b5_out" in big.full  # b5_out: the stage end
+    assert len(big.full) <= 8 + 1 and big.brief == ["b3_a"]  # a flagged layer outside the set: in brief
+    assert set(big.full) | set(big.brief) | set(big.hidden) == set(names)
+    assert not set(big.full) & set(big.hidden) and not set(big.brief) & set(big.hidden)
+    listed = choose(ReportSection(layers=["b1_*"], max_layers=8), pair_of(rows), rows, {"b3_a"})
+    assert listed.full == ["b1_a", "b1_b", "b1_add", "b1_out"] and not listed.brief  # the user's list, exactly
+    everything = choose(ReportSection(layers="all", max_layers=8), pair_of(rows), rows, {"b3_a"})
+    assert everything.full == names
+
+
+def test_resnet50_shows_its_stem_its_16_block_outputs_and_its_head(tf_quiet):
+    import keras
+
+    from deeprep_report.extract.graph import LayerGraph
+
+    network = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    rows = [info.describe() for info in LayerGraph(network, "resnet50").layers]
+    pair = pair_of(rows)
+    choice = choose(ReportSection(), pair, rows, set())
+    outs = [layer.name for layer in network.layers if layer.name.endswith("_out")]
+    assert len(outs) == 16
+    assert choice.full == ["conv1_conv", "conv1_relu", "pool1_pool", *outs, "predictions"]
+    assert len(choice.hidden) == len(rows) - len(choice.full)
