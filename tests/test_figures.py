@@ -41,7 +41,7 @@ def test_a_text_off_the_canvas_is_found(drawn):
     uri, clipped = figures.draw(figures.job(_cut_off))
     assert uri.startswith("data:image/png;base64,") and clipped == ["cut off"]
     assert figures.clipped_texts(drawn[0]) == ["cut off"]
-    assert figures.draw(figures.job(figures.sample_strip, [np.zeros((8, 8))], ["a"]))[1] == []
+    assert figures.draw(figures.job(figures.depth_profile, ["a"], {"x": [1.0]}, "y"))[1] == []
 
 
 def test_no_figure_text_is_clipped_even_with_long_layer_names(drawn):

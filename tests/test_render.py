@@ -225,7 +225,7 @@ def test_a_replaced_template_that_breaks_is_one_line(demo_run, tmp_path, capsys)
     assert main(["render", str(run_dir), "--quiet", "--set", f"report.template_dir={custom}"]) == 2
     assert capsys.readouterr().err == (
         f"error: report.template_dir {custom}: UndefinedError: the template 'macros.html.j2' (imported on line 2 in "
-        "'sections/overview.html.j2') does not export the requested name 'figure' (a replaced template must define "
+        "'sections/analysis.html.j2') does not export the requested name 'figure' (a replaced template must define "
         "what the shipped one does: docs/report.md)\n")
     assert not (run_dir / "report.html").exists()
 
@@ -303,10 +303,10 @@ def test_number_formatting():
 def test_png_figures_carry_no_software_chunk():
     import base64
 
-    uri = figures.sample_strip([np.zeros((8, 8)), np.ones((8, 8))], ["a", "b"])
+    uri = figures.depth_profile(["a", "b"], {"trained": [0.1, 0.2]}, "mean")
     data = base64.b64decode(uri.split(",", 1)[1])
     assert data.startswith(b"\x89PNG") and b"Software" not in data and b"matplotlib" not in data
-    assert uri == figures.sample_strip([np.zeros((8, 8)), np.ones((8, 8))], ["a", "b"])
+    assert uri == figures.depth_profile(["a", "b"], {"trained": [0.1, 0.2]}, "mean")
 
 
 def test_report_without_stored_inputs_or_maps(tmp_path, tf_quiet):

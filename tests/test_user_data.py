@@ -310,3 +310,16 @@ def test_preprocess_names_are_module_names():
                   "datasets": [{"builtin": "digits"}]}, "pipeline.yaml")
     assert str(caught.value) == ("pipeline.yaml: models[0].preprocess: expected a keras.applications module name "
                                  "such as mobilenet_v2, got 'keras.applications.resnet50'")
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"path": "data.npz", "image_size": [8, 8]}, "datasets[0]: image_size applies to image folders; arrays and text "
+                                                 "keep their own shape"),
+    ({"builtin": "digits", "color_mode": "grayscale"}, "datasets[0]: color_mode applies to image folders; arrays "
+                                                       "and text keep their own shape"),
+])
+def test_image_folder_settings_are_refused_elsewhere(entry, message):
+    """image_size and color_mode were accepted and ignored on arrays: nothing silent."""
+    with pytest.raises(ConfigError) as caught:
+        validate({"models": [{"builtin": "digits_cnn"}], "datasets": [entry]}, "pipeline.yaml")
+    assert str(caught.value) == f"pipeline.yaml: {message}"

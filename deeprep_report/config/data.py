@@ -159,3 +159,7 @@ class DatasetSpec(Strict):
                              "classes")
         if not text and self.sequence_length is not None:
             raise ValueError("sequence_length applies to text; token arrays keep their own length")
+        folder_only = [k for k in ("image_size", "color_mode") if k in given]
+        files = str(self.path or "").lower().endswith((".npz", ".h5", ".hdf5", ".txt", ".jsonl", ".csv"))
+        if folder_only and (files or self.builtin is not None):
+            raise ValueError(f"{folder_only[0]} applies to image folders; arrays and text keep their own shape")

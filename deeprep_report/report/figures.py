@@ -310,29 +310,3 @@ def dense_heatmap(matrix: np.ndarray, groups: Sequence[tuple[str, int]], units: 
         axes.set_xlabel("unit (highest std first)")
         figure.colorbar(image, ax=axes, shrink=0.8).set_label("activation")
         return to_png(figure)
-
-
-def sample_strip(inputs: Sequence[np.ndarray], labels: Sequence[str]) -> str:
-    """A row of sample inputs with their labels."""
-    canvas, (height, width) = tile_images([list(inputs)], len(inputs))
-    with matplotlib.rc_context(_STYLE):
-        figure = _figure(0.75 * len(inputs) + 0.2, 1.0)
-        axes = figure.subplots()
-        axes.imshow(canvas, interpolation="nearest")
-        axes.set_xticks([c * (width + 2) + width / 2 for c in range(len(inputs))], list(labels))
-        axes.set_yticks([])
-        axes.tick_params(length=0)
-        for spine in axes.spines.values():
-            spine.set_visible(False)
-        return to_png(figure)
-
-
-def tile_images(rows: Sequence[Sequence[np.ndarray]], columns: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Images in [0, 1] (gray or RGB, same size) on one RGB canvas, 2 white pixels between them."""
-    height, width = rows[0][0].shape[:2]
-    canvas = np.ones((len(rows) * (height + 2) - 2, columns * (width + 2) - 2, 3))
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-            canvas[r * (height + 2) : r * (height + 2) + height, c * (width + 2) : c * (width + 2) + width] = rgb
-    return canvas, (height, width)

@@ -142,7 +142,8 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
             for i, unit in enumerate(units)]}
 
     measure = ("largest activation anywhere in the map (its peak)" if "peak" in group else
-               "largest activation averaged over positions")
+               "largest activation" if layer["kind"] == "vector" else
+               "largest activation averaged over positions" + (" (real tokens only)" if layer.get("masked") else ""))
     return ctx.panel(
         f"{where}: exemplars", f"The {settings.k} inputs that activate each of {len(units)} units of layer "
         f"{layer['path']} most",

@@ -1,4 +1,5 @@
-"""The Overview section: each model (architecture table) and each dataset (class counts, a sample strip)."""
+"""The Overview section: each model (architecture table) and each dataset (class counts, a strip of its first
+samples as page images with their class as text)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from deeprep_report.report import figures
 from deeprep_report.report.context import ReportContext
 from deeprep_report.report.formatting import number
 from deeprep_report.store import h5_name
@@ -43,11 +43,13 @@ def datasets(ctx: ReportContext) -> list[dict[str, Any]]:
 
 def _dataset(ctx: ReportContext, dataset: dict[str, Any]) -> dict[str, Any]:
     strip = None
-    images = ctx.input_images(dataset["name"], None, np.arange(min(STRIP_SAMPLES, dataset["n_samples"])))
-    if images is not None:
+    rows = np.arange(min(STRIP_SAMPLES, dataset["n_samples"]))
+    thumbnails = ctx.input_thumbnails(dataset["name"], None, rows)
+    if thumbnails is not None:
         labels = ctx.labels(dataset["name"])
-        names = [ctx.class_name(dataset, labels, i) for i in range(len(images))]
-        strip = ctx.figure(
-            f"{dataset['name']}: sample strip", f"The first {len(images)} samples of dataset {dataset['name']}",
-            "The first samples in run order, with their class.", lambda: figures.job(figures.sample_strip, images, names))
+        strip = ctx.panel(
+            f"{dataset['name']}: sample strip", f"The first {len(rows)} samples of dataset {dataset['name']}",
+            "The first samples in run order, with their class.",
+            lambda: [{"image": image, "sample": int(row), "label": ctx.class_name(dataset, labels, int(row))}
+                     for row, image in zip(rows, thumbnails)])
     return {**dataset, "strip": strip}
