@@ -116,6 +116,19 @@ def test_full_samples_limit_dtype_and_compression(tmp_path):
         assert "maps" not in handle["pairs/m/d/layers/hidden"]  # a dense layer's pooled is its activation
         assert handle["datasets/d/inputs/x"].shape == (20, 6, 6, 2)
         assert handle.attrs["format"] == "deeprep-activations" and handle.attrs["format_version"] == 3
+        assert conv["peak"].shape == (20, 4)  # every sample's, however few full maps are kept
+
+
+def test_peaks_are_stored_without_any_full_map(tmp_path):
+    """Exemplars of a map layer rank by the peak even when no full map is kept (store.full_samples: 0)."""
+    model, arrays, pipeline = build(tmp_path, "sequential", n=12, batch_size=5)
+    assert run(pipeline, "--set", "store.full_samples=0", "--set", "report.enabled=false") == 0
+    with StoreReader(tmp_path / "outputs/t/activations.h5") as store:
+        rows = store.file["datasets/d/index"][()]
+        group = store.layer_group("m", "d", "conv")
+        assert "maps" not in group
+        maps = zoo.reference_outputs("sequential", model, {"x": arrays["x"][rows]})["conv"]
+        np.testing.assert_allclose(group["peak"][()], maps.max(axis=(1, 2)), rtol=1e-5, atol=1e-6)
 
 
 def test_selected_layers_only_and_provenance(tmp_path):

@@ -49,7 +49,7 @@ def test_a_small_model_shows_every_layer_and_a_big_one_a_chosen_set():
     big = choose(ReportSection(max_layers=8), pair_of(rows), rows, {"b3_a", "b5_out"})
     assert big.automatic
     assert big.full[0] == "stem" and big.full[-1] == "head" and "b5_out" in big.full  # b5_out: the stage end
-    assert len(big.full) <= 8 + 1 and big.brief == ["b3_a"]  # a flagged layer outside the set: in brief
+    assert len(big.full) <= 8 and big.brief == ["b3_a"]  # a flagged layer outside the set: in brief
     assert set(big.full) | set(big.brief) | set(big.hidden) == set(names)
     assert not set(big.full) & set(big.hidden) and not set(big.brief) & set(big.hidden)
     listed = choose(ReportSection(layers=["b1_*"], max_layers=8), pair_of(rows), rows, {"b3_a"})
@@ -71,3 +71,29 @@ def test_resnet50_shows_its_stem_its_16_block_outputs_and_its_head(tf_quiet):
     assert len(outs) == 16
     assert choice.full == ["conv1_conv", "conv1_relu", "pool1_pool", *outs, "predictions"]
     assert len(choice.hidden) == len(rows) - len(choice.full)
+
+
+def test_max_layers_holds_when_almost_every_layer_ends_a_stage():
+    """Branches of two resolutions interleaved in execution order: each layer 'ends a stage'."""
+    rows = [row(f"c{i}", [f"c{i - 1}" if i else "input:x"], [None, 4 << (i % 2), 4 << (i % 2), 4], 1)
+            for i in range(60)]
+    choice = choose(ReportSection(max_layers=8), pair_of(rows), rows, set())
+    assert 6 <= len(choice.full) <= 8 and choice.full[0] == "c0" and choice.full[-1] == "c59"
+
+
+def test_a_stack_of_transformer_layers_gets_evenly_spaced_layers():
+    """Each block feeds only the next (its padding-mask input is not a layer): no block outputs, no maps."""
+    rows = [row("token_embedding", ["input:ids"], [None, 16, 8], 80, "Embedding")]
+    rows += [row(f"transformer_layer_{i}", ["token_embedding" if i == 0 else f"transformer_layer_{i - 1}",
+                                            "input:mask"], [None, 16, 8], 300, "TransformerEncoder")
+             for i in range(36)]
+    rows += [row("layer_norm", ["transformer_layer_35"], [None, 16, 8], 16, "LayerNormalization")]
+    choice = choose(ReportSection(), pair_of(rows), rows, set())
+    assert len(choice.full) == 16 and choice.full[0] == "token_embedding" and choice.full[-1] == "layer_norm"
+    depth = [int(name.rsplit("_", 1)[1]) for name in choice.full[1:-1]]
+    assert max(b - a for a, b in zip(depth, depth[1:])) <= 3  # spread over the whole stack
+
+
+def test_a_layer_read_twice_by_one_layer_is_not_a_block_output():
+    rows = [row("a", ["input:x"], [None, 8], 1), row("mha", ["a", "a"], [None, 8], 1), row("b", ["mha"], [None, 8], 1)]
+    assert block_outputs(rows, ["a", "mha", "b"]) == []

@@ -325,3 +325,23 @@ def test_report_without_stored_inputs_or_maps(tmp_path, tf_quiet):
     assert "Feature maps" not in text and "Top exemplars" not in text
     assert "Activations by class" in text  # dense layers need only the pooled activations
     assert re.search(r"All \d+ figures computed", text)
+
+
+def test_a_model_over_max_layers_shows_a_chosen_set_and_its_flagged_layers_in_brief(demo_run, tmp_path):
+    run_dir = copy_run(demo_run[0], tmp_path / "copy")
+    assert main(["render", str(run_dir), "--quiet", "--set", "report.max_layers=4"]) == 0
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    shown = re.findall(r'<section id="pair-0-layer-\d+" class="layer">\s*<h3>(\S+) ', html)
+    # in full: conv1 (the first with weights), pool2 (a stage end: the four stage ends thinned to the room left)
+    # and dense_2 (the last); in brief, statistics and unit charts only: the layers whose findings (dead units)
+    # are not carried into another's, conv2 and dense_1
+    assert shown == ["conv1", "conv2", "pool2", "dense_1", "dense_2"]
+    briefs = html.split('class="layer">')[1:]
+    brief_names = [name for name, section in zip(shown, briefs) if "In brief (flagged" in section]
+    assert brief_names == ["conv2", "dense_1"]
+    assert "3 layers captured but not shown" in " ".join(page.text)
+    for name, section in zip(shown, briefs):
+        if name in brief_names:
+            assert "Feature maps" not in section and "Top exemplars" not in section
+    assert "the sections below are its first and last layers, block outputs and stage ends" in " ".join(page.text)

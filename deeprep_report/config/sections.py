@@ -274,7 +274,7 @@ class ReportSection(Strict):
     size_budget_mb: float = Field(20.0, gt=0, description="Warn when report.html is larger than this.")
     workers: int | Literal["auto"] = Field(
         "auto", description="Processes that draw the figures: 'auto' (one per core, up to 8, for a report of 60 "
-                            "figures or more; else this process), or a count (1: this process).")
+                            "figures or more; else this process), or a count (1: this process; never more than the cores).")
 
     _layers_shape = field_validator("layers", mode="before")(
         lambda value: value if value == "auto" else layer_selectors(value))
@@ -282,8 +282,8 @@ class ReportSection(Strict):
     @field_validator("workers")
     @classmethod
     def _some_workers(cls, value: int | str) -> int | str:
-        if value != "auto" and value < 1:
-            raise ValueError(f"expected 'auto' or a count >= 1, got {value!r}")
+        if value != "auto" and not 1 <= value <= 64:
+            raise ValueError(f"expected 'auto' or a count from 1 to 64, got {value!r}")
         return value
 
 

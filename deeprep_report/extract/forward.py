@@ -100,12 +100,13 @@ class _Fold:
             view = self.views[path]
             if path not in self.contexts:
                 pooled, peak = accumulator.update(activations)
+                peak = peak if activations.ndim >= 4 else None  # stored for map layers (it ranks their exemplars)
                 jobs.append((writer, pooled, peak, keep, view.apply(activations), None))
                 continue
-            pooled, peak = accumulator.update(activations, mask)
+            pooled, _ = accumulator.update(activations, mask)
             self.contexts[path].update(start, activations, content)
             token_rows = (rows, view.rows(activations[where[:, 0], where[:, 1]]))
-            jobs.append((writer, pooled, peak, keep, view.apply_sequence(activations, mask, pooled), token_rows))
+            jobs.append((writer, pooled, None, keep, view.apply_sequence(activations, mask, pooled), token_rows))
         writes.submit(_write_layers, start, jobs)
 
     def _start(self, path: str, activations: np.ndarray) -> LayerAccumulator:

@@ -15,7 +15,10 @@ alone (no TensorFlow):
   changes, padding and cropping aside (a plain chain of convolutions has no
   blocks, only stages);
 
-thinned evenly to ``report.max_layers`` (stage ends kept). Every flagged layer
+thinned evenly to ``report.max_layers`` (stage ends first). A model with no
+blocks to follow (a stack of transformer layers, each feeding only the next)
+gets evenly spaced layers with weights instead, up to half of
+``report.max_layers``. Every flagged layer
 (a finding, or a check that did not pass) that is not in the set gets a brief
 section: its statistics and unit charts. The others appear in the tables and
 depth figures only.
@@ -58,11 +61,14 @@ def choose(settings: ReportSection, pair: dict[str, Any], architecture: list[dic
     rows = {row["path"]: row for row in architecture}
     resizing = {n for n in names if str(rows.get(n, {}).get("class_name", "")).startswith(_FRAMING)}
     shapes = {layer["path"]: layer.get("output_shape") for layer in pair["layers"] if layer["path"] not in resizing}
-    ends = stage_ends([n for n in names if n not in resizing], shapes)
-    chosen = set(_thin([n for n in block_outputs(architecture, names) if n not in ends], ends, settings.max_layers,
-                       names))
-    first = next((n for n in names if rows.get(n, {}).get("params")), names[0])  # the first layer with weights
-    chosen |= {first, names[-1]}
+    weighted = [n for n in names if rows.get(n, {}).get("params")]
+    ends = [names[-1], weighted[0] if weighted else names[0]]  # the last layer, and where edges are
+    structure = _thin(stage_ends([n for n in names if n not in resizing], shapes), ends, settings.max_layers, names)
+    chosen = _thin([n for n in block_outputs(architecture, names) if n not in structure], structure,
+                   settings.max_layers, names)
+    if len(chosen) < settings.max_layers // 2:  # no blocks to follow (a stack of transformer layers): spread out
+        chosen = _thin([n for n in weighted or names if n not in chosen], chosen, settings.max_layers // 2, names)
+    chosen = set(chosen)
     full = [n for n in names if n in chosen]
     brief = [n for n in names if n in flagged and n not in chosen]
     return Choice(full, brief, [n for n in names if n not in chosen and n not in flagged], automatic=True)
@@ -75,7 +81,7 @@ def block_outputs(architecture: list[dict[str, Any]], captured: list[str]) -> li
     covered = np.zeros(len(architecture) + 1, dtype=np.int64)
     fan_out = np.zeros(len(architecture), dtype=np.int64)
     for row in architecture:
-        for source in row.get("inputs") or []:
+        for source in set(row.get("inputs") or []):  # MultiHeadAttention(x, x) reads x once
             if source in order:
                 start, end = order[source], order[row["path"]]
                 fan_out[start] += 1
@@ -98,9 +104,10 @@ def stage_ends(names: list[str], shapes: dict[str, Any]) -> list[str]:
 
 
 def _thin(candidates: list[str], kept: list[str], most: int, names: list[str]) -> list[str]:
-    """``kept`` and evenly spaced ``candidates`` (in model order), at most ``most`` together when that leaves
-    room for any candidate."""
-    room = max(0, most - len(kept))
+    """``kept`` and evenly spaced ``candidates``, at most ``most`` together, in model order; ``kept`` is thinned
+    too (from its end) when it alone is over ``most``."""
+    kept = list(dict.fromkeys(kept))[:most]
+    room = most - len(kept)
     if len(candidates) > room:
         candidates = [candidates[int(i)] for i in np.linspace(0, len(candidates) - 1, room).round()] if room else []
     return sorted(set(kept) | set(candidates), key=names.index)

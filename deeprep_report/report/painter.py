@@ -7,7 +7,7 @@ worker costs ~1.5 s to start (it imports matplotlib), which a report of a few
 dozen figures does not repay: the pool is used from ``POOL_FROM`` figures on.
 Workers are spawned, not forked: ``deeprep run`` renders in a process that has
 TensorFlow's threads running. A worker that dies leaves its figures to be drawn
-here; a figure that raises is a failure of that figure only.
+here, as does a pool that cannot start; a figure that raises is a failure of that figure only.
 """
 
 from __future__ import annotations
@@ -28,16 +28,18 @@ log = logging.getLogger("deeprep")
 POOL_FROM = 60
 MAX_WORKERS = 8
 
+#: A drawn figure (its data URI, the texts of it that reach outside its canvas), or why it could not be drawn.
 Result = tuple[str, list[str]] | BaseException
 
 
 def workers_for(count: int, setting: int | Literal["auto"]) -> int:
-    """Processes to draw ``count`` figures with (1: in this process)."""
-    if setting != "auto":
-        return int(setting)
-    if count < POOL_FROM:
+    """Processes to draw ``count`` figures with (1: in this process): never more than the usable cores,
+    ``MAX_WORKERS`` or the figures (the setting may come from someone else's run folder)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if setting == "auto" and count < POOL_FROM:
         return 1
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    wanted = cores if setting == "auto" else int(setting)
+    return max(1, min(wanted, cores, MAX_WORKERS, count))
 
 
 def draw_all(jobs: Sequence[figures.Job], workers: int) -> list[Result]:
@@ -57,6 +59,8 @@ def draw_all(jobs: Sequence[figures.Job], workers: int) -> list[Result]:
                     results[index] = exc
     except BrokenProcessPool as exc:
         log.warning("report: a figure-drawing process stopped (%s); drawing the rest here", exc)
+    except Exception as exc:  # noqa: BLE001 - no pool here (no semaphores, a daemon process): draw in this one
+        log.warning("report: no process pool for the figures (%s: %s); drawing them here", type(exc).__name__, exc)
     return [result if result is not None else _draw_here(job) for job, result in zip(jobs, results)]
 
 

@@ -218,7 +218,7 @@ class LayerWriter:
               view: np.ndarray | None = None, token_rows: tuple[slice, np.ndarray] | None = None,
               peak: np.ndarray | None = None) -> None:
         """Write a batch's pooled rows, view rows and sampled tokens' rows, and its full maps while ``start`` is
-        below ``full_samples``; a map layer's (rank 4 or more) per-sample peaks too."""
+        below ``full_samples``; the per-sample peaks when given (map layers, rank 4 or more)."""
         if token_rows is not None:
             rows, values = token_rows
             if self.tokens is None:
@@ -231,7 +231,7 @@ class LayerWriter:
             if activations is not None and activations.ndim >= 3:
                 self.maps = self.store.create(f"{self.key}/maps", (self.full_samples, *activations.shape[1:]), dtype,
                                               contiguous=True)
-            if peak is not None and activations is not None and activations.ndim >= 4:
+            if peak is not None:
                 self.peak = self.store.create(f"{self.key}/peak", (self.samples, peak.shape[1]), dtype)
             if view is not None:
                 self.view = self.store.create(f"{self.key}/view", (self.samples, view.shape[1]), self.view_dtype)

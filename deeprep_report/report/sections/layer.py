@@ -110,7 +110,7 @@ def _heatmap(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], gr
                                  ctx.datasets[pair["dataset"]])
     units = ranked[:HEATMAP_UNITS]
 
-    def draw() -> str:
+    def draw() -> figures.Job:
         pooled = read_rows(group["pooled"], rows)
         return figures.job(figures.dense_heatmap, pooled[:, units].astype(np.float64), groups, units.tolist(), _signed(layer))
 
@@ -127,26 +127,25 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
     if layer["kind"] == "scalar":
         return None
     settings = ctx.settings.exemplars
-    units, top, values, labels, dataset = _top_samples(ctx, pair, group, ranked)
-    flat = np.unique(top)
-    thumbnails = ctx.input_thumbnails(pair["dataset"], pair["model"], flat)
-    if thumbnails is None:
-        return None
-    by_row = dict(zip(flat.tolist(), thumbnails))
+    if ctx.input_images(pair["dataset"], pair["model"], np.arange(1)) is None:
+        return None  # no stored inputs (store.inputs: false), or they are not images (text: top sequences)
 
     def build() -> dict[str, Any]:
+        units, top, values, labels, dataset = _top_samples(ctx, pair, group, ranked)
+        flat = np.unique(top)
+        by_row = dict(zip(flat.tolist(), ctx.input_thumbnails(pair["dataset"], pair["model"], flat)))
         return {"k": settings.k, "rows": [
             {"unit": int(unit), "samples": [{"image": by_row[int(r)], "sample": int(r), "value": number(float(v)),
-                                           "label": ctx.class_name(dataset, labels, int(r))}
-                                          for r, v in zip(top[i], values[i])]}
+                                             "label": ctx.class_name(dataset, labels, int(r))}
+                                            for r, v in zip(top[i], values[i])]}
             for i, unit in enumerate(units)]}
 
     measure = ("largest activation anywhere in the map (its peak)" if "peak" in group else
                "largest activation" if layer["kind"] == "vector" else
                "largest activation averaged over positions" + (" (real tokens only)" if layer.get("masked") else ""))
     return ctx.panel(
-        f"{where}: exemplars", f"The {settings.k} inputs that activate each of {len(units)} units of layer "
-        f"{layer['path']} most",
+        f"{where}: exemplars", f"The {settings.k} inputs that activate each of {len(ranked[: settings.units])} units "
+        f"of layer {layer['path']} most",
         f"Each row: a unit (highest standard deviation first) and the {settings.k} samples, of all "
         f"{pair['n_samples']}, with the {measure}, largest first; under each: that activation, then the class. "
         "An input appears under several units only when it is the top of each.", build)

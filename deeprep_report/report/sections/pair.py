@@ -18,8 +18,8 @@ def build(ctx: ReportContext, index: int, pair: dict[str, Any], flagged: set[str
     architecture = next((m["layers"] for m in ctx.summary["models"] if m["name"] == pair["model"]), [])
     choice = choose(ctx.settings, pair, architecture, flagged)
     full, brief = set(choice.full), set(choice.brief)
-    last = max(1, len(pair["layers"]) - 1)
-    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry, i / last, brief=entry["path"] in brief)
+    depths = _depths(pair, architecture)
+    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry, depths[i], brief=entry["path"] in brief)
               for i, entry in enumerate(pair["layers"]) if entry["path"] in full | brief]
     twin = ctx.twin_pairs.get((pair["model"], pair["dataset"]))
     depth_analysis = analysis.build(ctx, pair_id, pair, twin, full) if pair.get("analysis") else None
@@ -28,6 +28,19 @@ def build(ctx: ReportContext, index: int, pair: dict[str, Any], flagged: set[str
             "tokens_section": tokens.build(ctx, pair_id, pair, twin),
             "baseline": twin["model"] if twin else None, "hidden": choice.hidden, "automatic": choice.automatic,
             "brief_count": len(choice.brief)}
+
+
+def _depths(pair: dict[str, Any], architecture: list[dict[str, Any]]) -> list[float]:
+    """Each layer's place in the network, 0 (first) to 1 (last), counted in layers with weights: a pooling or
+    activation layer shares the depth of the weights before it, so the demo's conv2 (its second of four
+    weighted layers) is a middle layer, not an early one as the third of its eight captured layers."""
+    params = {row["path"]: row.get("params") or 0 for row in architecture}
+    seen, counts = 0, []
+    for entry in pair["layers"]:
+        seen += params.get(entry["path"], 0) > 0
+        counts.append(max(0, seen - 1))
+    last = max(1, counts[-1] if counts else 1)
+    return [count / last for count in counts]
 
 
 def _depth(ctx: ReportContext, pair: dict[str, Any], names: list[str], twin: dict[str, Any] | None) -> list[Shown]:
