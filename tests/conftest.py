@@ -56,6 +56,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> tupl
     return out, result.stderr
 
 
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``deeprep ARGS`` in this process: (exit code, stdout, stderr) of that call alone."""
+    from deeprep_report.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def read_summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+
+
 def verdict_line(run_dir: Path, target: str = "report.html") -> str:
     """The verdict line ``deeprep run``/``check`` print for a run folder, from its summary.json."""
     from deeprep_report.audit.verdict import Verdict

@@ -97,3 +97,14 @@ def test_a_stack_of_transformer_layers_gets_evenly_spaced_layers():
 def test_a_layer_read_twice_by_one_layer_is_not_a_block_output():
     rows = [row("a", ["input:x"], [None, 8], 1), row("mha", ["a", "a"], [None, 8], 1), row("b", ["mha"], [None, 8], 1)]
     assert block_outputs(rows, ["a", "mha", "b"]) == []
+
+
+def test_brief_sections_are_bounded_too(caplog):
+    """A NaN that propagates flags every layer after it: the earliest flagged layers get brief sections."""
+    rows = residual(12)
+    names = [r["path"] for r in rows]
+    choice = choose(ReportSection(max_layers=8), pair_of(rows), rows, set(names))
+    assert len(choice.brief) == 8 and choice.brief == [n for n in names if n not in choice.full][:8]
+    assert set(choice.full) | set(choice.brief) | set(choice.hidden) == set(names)
+    none = choose(ReportSection(layers=[{"type": "conv2d"}]), pair_of(rows), rows, set())  # case-sensitive type
+    assert none.full == [] and "report.layers matches none of the 50 captured layers" in caplog.text

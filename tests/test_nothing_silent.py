@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 import models as zoo
-from conftest import write_pipeline
+from conftest import read_summary as summary, run_cli as run, write_pipeline
 
 keras = pytest.importorskip("keras")
 
-from deeprep_report.cli import main  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,17 +35,6 @@ def project(tmp_path: Path, model: keras.Model, **extra) -> Path:
     return write_pipeline(tmp_path, {
         "run": {"name": "t", "preset": "minimal"}, "models": [{"name": "m", "path": "model.keras"}],
         "datasets": [{"name": "d", "path": "data.npz", "batch_size": 16}], **extra})
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def summary(folder: Path) -> dict:
-    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
 
 
 def test_weights_audit_equals_numpy_on_the_weights(capsys, tmp_path):

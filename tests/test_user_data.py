@@ -4,17 +4,15 @@ each refusal by its one line."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import write_pipeline
+from conftest import read_summary as summary, run_cli as run, write_pipeline
 
 keras = pytest.importorskip("keras")
 
-from deeprep_report.cli import main  # noqa: E402
 from deeprep_report.config import load_config, validate  # noqa: E402
 from deeprep_report.errors import ConfigError  # noqa: E402
 from deeprep_report.sources.loaders import open_dataset  # noqa: E402
@@ -24,17 +22,6 @@ from deeprep_report.store import StoreReader  # noqa: E402
 @pytest.fixture(autouse=True)
 def _tf(tf_quiet):
     keras.utils.set_random_seed(0)
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def summary(folder: Path) -> dict:
-    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
 
 
 def opened(tmp_path: Path, dataset: dict):
@@ -121,8 +108,8 @@ def test_class_names_of_built_in_data_are_refused_by_the_config():
     with pytest.raises(ConfigError) as caught:
         validate({"models": [{"builtin": "digits_cnn"}], "datasets": [{"builtin": "digits", "class_names": ["a"]}]},
                  "pipeline.yaml")
-    assert str(caught.value) == ("pipeline.yaml: datasets[0]: class_names applies to integer labels of .npz/.h5 "
-                                 "arrays; built-in data names its classes")
+    assert str(caught.value) == ("pipeline.yaml: datasets[0]: class_names applies to integer labels of files "
+                                 "(.npz, .h5, .txt, .jsonl, .csv); built-in data names its classes")
 
 
 # -- normalize ---------------------------------------------------------------------------------------------------

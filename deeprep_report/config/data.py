@@ -155,8 +155,8 @@ class DatasetSpec(Strict):
         if scaling and (text or self.builtin is not None):
             raise ValueError(f"{scaling[0]} applies to image folders and .npz/.h5 arrays")
         if "class_names" in given and self.builtin is not None:
-            raise ValueError("class_names applies to integer labels of .npz/.h5 arrays; built-in data names its "
-                             "classes")
+            raise ValueError("class_names applies to integer labels of files (.npz, .h5, .txt, .jsonl, .csv); "
+                             "built-in data names its classes")
         if not text and self.sequence_length is not None:
             raise ValueError("sequence_length applies to text; token arrays keep their own length")
         folder_only = [k for k in ("image_size", "color_mode") if k in given]

@@ -85,7 +85,15 @@ class ReportContext:
         self._text: dict[str, Any] = {}
         self._tokens: dict[tuple[str, str], Any] = {}
         self._shared: dict[tuple, SharedImage] = {}
+        self._architectures: dict[str, dict[str, dict[str, Any]]] = {}
         self._jobs: list[tuple[str, Shown, figures.Job]] = []
+
+    def architecture(self, model: str) -> dict[str, dict[str, Any]]:
+        """A model's architecture rows (summary.json ``models[].layers``) by layer path, in model order."""
+        if model not in self._architectures:
+            rows = next((m["layers"] for m in self.summary["models"] if m["name"] == model), [])
+            self._architectures[model] = {row["path"]: row for row in rows}
+        return self._architectures[model]
 
     def shared_image(self, key: tuple, image: np.ndarray) -> SharedImage:
         """The report's one copy of an image in [0, 1] (gray or RGB), registered under ``key`` on first use."""

@@ -20,12 +20,14 @@ blocks to follow (a stack of transformer layers, each feeding only the next)
 gets evenly spaced layers with weights instead, up to half of
 ``report.max_layers``. Every flagged layer
 (a finding, or a check that did not pass) that is not in the set gets a brief
-section: its statistics and unit charts. The others appear in the tables and
-depth figures only.
+section: its statistics and unit charts (at most ``report.max_layers`` of them,
+the earliest: a NaN that propagates flags every layer after the one that made
+it). The others appear in the tables and depth figures only.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,8 @@ import numpy as np
 
 from deeprep_report.config import ReportSection
 from deeprep_report.config.selectors import select
+
+log = logging.getLogger("deeprep")
 
 
 #: Layers that pad or crop their input: they change a map's size without starting a stage.
@@ -57,6 +61,9 @@ def choose(settings: ReportSection, pair: dict[str, Any], architecture: list[dic
         return Choice(names)
     if settings.layers != "auto":
         picked = set(select(settings.layers, {layer["path"]: layer.get("class_name") for layer in pair["layers"]}))
+        if not picked:
+            log.warning("report.layers matches none of the %d captured layers of %s × %s: no layer sections",
+                        len(names), pair.get("model"), pair.get("dataset"))
         return Choice([n for n in names if n in picked], hidden=[n for n in names if n not in picked])
     rows = {row["path"]: row for row in architecture}
     resizing = {n for n in names if str(rows.get(n, {}).get("class_name", "")).startswith(_FRAMING)}
@@ -70,8 +77,10 @@ def choose(settings: ReportSection, pair: dict[str, Any], architecture: list[dic
         chosen = _thin([n for n in weighted or names if n not in chosen], chosen, settings.max_layers // 2, names)
     chosen = set(chosen)
     full = [n for n in names if n in chosen]
-    brief = [n for n in names if n in flagged and n not in chosen]
-    return Choice(full, brief, [n for n in names if n not in chosen and n not in flagged], automatic=True)
+    brief = [n for n in names if n in flagged and n not in chosen][: settings.max_layers]  # the earliest: where a
+    # NaN that propagates downstream starts
+    shown = chosen | set(brief)
+    return Choice(full, brief, [n for n in names if n not in shown], automatic=True)
 
 
 def block_outputs(architecture: list[dict[str, Any]], captured: list[str]) -> list[str]:

@@ -36,8 +36,7 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
         "sorted. Right: histogram of every value of the layer (count on a log scale).",
         lambda: figures.job(figures.unit_panels, unit_stats["mean"], unit_stats["zero_fraction"], unit_stats["dead"],
                                     edges, np.asarray(histogram["counts"])))
-    architecture = {row["path"]: row for m in ctx.summary["models"] if m["name"] == model for row in m["layers"]}
-    row = architecture.get(path, {})
+    row = ctx.architecture(model).get(path, {})
     sequence = pair.get("tokens") is not None
     section = {**layer, "id": anchor, "inherited": bool(row.get("activation_inherited")), "brief": brief,
                "stats_rows": _stats_rows(layer), "units_figure": units, "look_for": look_for(layer["kind"], depth, sequence),
@@ -146,7 +145,8 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
     return ctx.panel(
         f"{where}: exemplars", f"The {settings.k} inputs that activate each of {len(ranked[: settings.units])} units "
         f"of layer {layer['path']} most",
-        f"Each row: a unit (highest standard deviation first) and the {settings.k} samples, of all "
+        f"Each row: a unit (highest standard deviation first; constant units left out) and the {settings.k} "
+        "samples, of all "
         f"{pair['n_samples']}, with the {measure}, largest first; under each: that activation, then the class. "
         "An input appears under several units only when it is the top of each.", build)
 
@@ -170,7 +170,9 @@ def _top_samples(ctx: ReportContext, pair: dict[str, Any], group: Any, ranked: n
     show (images, or texts). A map layer's units are ranked by each sample's peak (a mean over positions
     ranks by how much of the input is bright: the same images top every early unit)."""
     settings = ctx.settings.exemplars
-    units = ranked[: settings.units]
+    std = group["stats"]["std"][()]
+    units = np.array([u for u in ranked[: settings.units] if std[u] > 0], dtype=np.int64)  # a constant unit's
+    # "top" inputs would be the first k rows
     if "peak" in group:  # equal peaks (a saturated input) are ranked by the mean over positions
         top, values = _top_rows(group["peak"], units, settings.k, ties=group["pooled"])
     else:

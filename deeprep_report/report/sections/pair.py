@@ -15,7 +15,7 @@ def build(ctx: ReportContext, index: int, pair: dict[str, Any], flagged: set[str
     """A pair's section; ``flagged``: its layers with a finding or a check that did not pass."""
     pair_id = f"pair-{index}"
     names = [entry["path"] for entry in pair["layers"]]
-    architecture = next((m["layers"] for m in ctx.summary["models"] if m["name"] == pair["model"]), [])
+    architecture = list(ctx.architecture(pair["model"]).values())
     choice = choose(ctx.settings, pair, architecture, flagged)
     full, brief = set(choice.full), set(choice.brief)
     depths = _depths(pair, architecture)
