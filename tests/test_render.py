@@ -345,3 +345,14 @@ def test_a_model_over_max_layers_shows_a_chosen_set_and_its_flagged_layers_in_br
         if name in brief_names:
             assert "Feature maps" not in section and "Top exemplars" not in section
     assert "the sections below are its first and last layers, block outputs and stage ends" in " ".join(page.text)
+
+
+def test_a_layer_that_passes_its_input_through_links_to_it(demo_run):
+    """Dropout at inference is its input: its section would repeat Flatten's maps and exemplars."""
+    html = (demo_run[0] / "report.html").read_text(encoding="utf-8")
+    sections = dict(re.findall(r'<section id="pair-0-layer-\d+" class="layer">\s*<h3>(\S+) (.*?)</section>', html,
+                               re.S))
+    assert 'At inference a Dropout passes its input through: the same values as <a href="#pair-0-layer-4">flatten' \
+        in sections["dropout"]
+    assert "Activations by class" not in sections["dropout"] and "Top exemplars" not in sections["dropout"]
+    assert "Activations by class" in sections["flatten"] and 'id="pair-0-layer-4"' in html

@@ -19,10 +19,10 @@ _ROWS_PER_READ = 8192
 
 
 def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str, Any], depth: float,
-          brief: bool = False) -> dict[str, Any]:
+          brief: bool = False, same_as: dict[str, str] | None = None) -> dict[str, Any]:
     """A layer's section; ``depth`` is its place among the pair's layers (0: the first, 1: the last). A
-    ``brief`` one (a flagged layer outside the layers chosen for a big model) has its statistics and unit
-    charts only."""
+    ``brief`` one (a flagged layer outside the layers chosen for a big model, or ``same_as`` another layer:
+    ``{path, id}`` of the input it passes through at inference) has its statistics and unit charts only."""
     model, dataset, path = pair["model"], pair["dataset"], layer["path"]
     group = ctx.store.layer_group(model, dataset, path)
     unit_stats = {name: group["stats"][name][()] for name in ("mean", "std", "zero_fraction", "dead")}
@@ -39,6 +39,7 @@ def build(ctx: ReportContext, pair: dict[str, Any], anchor: str, layer: dict[str
     row = ctx.architecture(model).get(path, {})
     sequence = pair.get("tokens") is not None
     section = {**layer, "id": anchor, "inherited": bool(row.get("activation_inherited")), "brief": brief,
+               "same_as": same_as,
                "stats_rows": _stats_rows(layer), "units_figure": units, "look_for": look_for(layer["kind"], depth, sequence),
                "gallery": None, "heatmap": None, "exemplars": None, "contexts": None, "nearest": None,
                "text_exemplars": None}

@@ -19,7 +19,12 @@ def build(ctx: ReportContext, index: int, pair: dict[str, Any], flagged: set[str
     choice = choose(ctx.settings, pair, architecture, flagged)
     full, brief = set(choice.full), set(choice.brief)
     depths = _depths(pair, architecture)
-    layers = [layer.build(ctx, pair, f"{pair_id}-layer-{i}", entry, depths[i], brief=entry["path"] in brief)
+    anchors = {entry["path"]: f"{pair_id}-layer-{i}" for i, entry in enumerate(pair["layers"])}
+    copies = {path: source for path, source in _copies(pair, ctx.architecture(pair["model"])).items()
+              if source in full | brief}  # a link needs its target's section
+    layers = [layer.build(ctx, pair, anchors[entry["path"]], entry, depths[i],
+                          brief=entry["path"] in brief or entry["path"] in copies,
+                          same_as=_link(copies.get(entry["path"]), anchors))
               for i, entry in enumerate(pair["layers"]) if entry["path"] in full | brief]
     twin = ctx.twin_pairs.get((pair["model"], pair["dataset"]))
     depth_analysis = analysis.build(ctx, pair_id, pair, twin, full) if pair.get("analysis") else None
@@ -28,6 +33,28 @@ def build(ctx: ReportContext, index: int, pair: dict[str, Any], flagged: set[str
             "tokens_section": tokens.build(ctx, pair_id, pair, twin),
             "baseline": twin["model"] if twin else None, "hidden": choice.hidden, "automatic": choice.automatic,
             "brief_count": len(choice.brief)}
+
+
+#: Layers whose output is their input at inference (their training-time noise is off).
+IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                         "GaussianDropout", "AlphaDropout", "ActivityRegularization")
+
+
+def _copies(pair: dict[str, Any], rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Captured layers that pass their captured input through unchanged at inference → that input: their
+    section would repeat its producer's, so it is brief and links there."""
+    captured = {entry["path"] for entry in pair["layers"]}
+    out = {}
+    for path in captured:
+        row = rows.get(path, {})
+        inputs = row.get("inputs") or []
+        if row.get("class_name") in IDENTITY_AT_INFERENCE and len(inputs) == 1 and inputs[0] in captured:
+            out[path] = inputs[0]
+    return out
+
+
+def _link(producer: str | None, anchors: dict[str, str]) -> dict[str, str] | None:
+    return None if producer is None else {"path": producer, "id": anchors[producer]}
 
 
 def _depths(pair: dict[str, Any], architecture: list[dict[str, Any]]) -> list[float]:
