@@ -183,7 +183,7 @@ def _analysis_table(analysis: dict[str, Any], random: dict[str, Any] | None) -> 
                                                           geometry[i]["intrinsic_dimension_std"])),
             ("effective rank", lambda i: number(geometry[i]["effective_rank"])),
             ("participation ratio", lambda i: number(geometry[i]["participation_ratio"])),
-            ("PCA 90 % / 99 %", lambda i: f"{geometry[i]['pca_90']} / {geometry[i]['pca_99']}"),
+            ("PCA 90\u00a0% / 99\u00a0%", lambda i: f"{geometry[i]['pca_90']} / {geometry[i]['pca_99']}"),
         ]
     if analysis.get("classes"):
         classes = analysis["classes"]
