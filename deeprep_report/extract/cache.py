@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from deeprep_report.store import FORMAT_VERSION, pair_key
-from deeprep_report.store.activations import naming_failed_store
+from deeprep_report.store.reader import naming_failed_store
 
 log = logging.getLogger("deeprep")
 #: Members written by the analyze stage, never copied from a cached pair.

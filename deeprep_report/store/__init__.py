@@ -1,14 +1,15 @@
 """The run's files: the HDF5 store ``activations.h5``, ``summary.json``, the atomically published run folder,
 and reading a finished run back (for ``render``, ``check`` and as a baseline).
 
-Only this package writes or reads the run's HDF5 layout (``activations``); the
-extract stage writes through :class:`StoreWriter`, every later stage reads
-through :class:`StoreReader`. Formats: docs/store.md, docs/summary.md.
+Only this package writes or reads the run's HDF5 layout (``activations`` writes
+it, ``reader`` reads it); the extract stage writes through :class:`StoreWriter`,
+every later stage reads through :class:`StoreReader`. Formats: docs/store.md, docs/summary.md.
 """
 
 from deeprep_report.store.activations import (
-    FORMAT, FORMAT_VERSION, LayerWriter, StoreReader, StoreWriter, h5_name, layer_key, pair_key, read_rows,
+    FORMAT, FORMAT_VERSION, LayerWriter, StoreWriter, h5_name, layer_key, pair_key, read_rows,
 )
+from deeprep_report.store.reader import StoreReader
 from deeprep_report.store.provenance import package_versions, platform_info, utc_now
 from deeprep_report.store.runfolder import (
     MARKER, SUMMARY, RunFolder, display_path, is_run_folder, new_run_id, read_marker, write_atomic,

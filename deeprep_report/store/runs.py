@@ -20,7 +20,8 @@ import yaml
 from deeprep_report import __version__
 from deeprep_report.config import Pipeline, apply_override, validate
 from deeprep_report.errors import UserError, first_line
-from deeprep_report.store.activations import StoreReader, failed_store, h5_name
+from deeprep_report.store.activations import h5_name
+from deeprep_report.store.reader import StoreReader, failed_store
 from deeprep_report.store.runfolder import SUMMARY, check_one_run, unfinished_publish
 from deeprep_report.store.summary import READABLE_VERSIONS, SCHEMA_VERSION, schema
 
