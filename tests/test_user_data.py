@@ -123,15 +123,23 @@ def normalised(pixels: np.ndarray, rescale: float) -> np.ndarray:
     return (pixels.astype(np.float32) * np.float32(rescale) - mean) / std
 
 
-def test_normalize_feeds_the_model_the_normalised_array(capsys, tmp_path):
-    pixels = np.random.default_rng(0).integers(0, 256, size=(24, 6, 6, 2)).astype(np.uint8)
-    model = conv_model(2)
+def pixel_project(tmp_path: Path, n: int, channels: int, model_extra: dict, data_extra: dict, seed: int,
+                  classes: int) -> tuple[np.ndarray, keras.Model, Path]:
+    """uint8 6x6 pixels, a saved conv model and a minimal pipeline capturing its conv and out layers."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(n, 6, 6, channels)).astype(np.uint8)
+    model = conv_model(channels)
     model.save(tmp_path / "model.keras")
-    np.savez(tmp_path / "data.npz", x=pixels, y=np.arange(24) % 3)
+    np.savez(tmp_path / "data.npz", x=pixels, y=np.arange(n) % classes)
     pipeline = write_pipeline(tmp_path, {
         "run": {"name": "t", "preset": "minimal"},
-        "models": [{"name": "m", "path": "model.keras", "layers": ["conv", "out"]}],
-        "datasets": [{"name": "d", "path": "data.npz", "rescale": "1/255", "normalize": NORMALIZE, "batch_size": 10}]})
+        "models": [{"name": "m", "path": "model.keras", "layers": ["conv", "out"], **model_extra}],
+        "datasets": [{"name": "d", "path": "data.npz", **data_extra}]})
+    return pixels, model, pipeline
+
+
+def test_normalize_feeds_the_model_the_normalised_array(capsys, tmp_path):
+    pixels, model, pipeline = pixel_project(tmp_path, 24, 2, {}, {"rescale": "1/255", "normalize": NORMALIZE,
+                                                                  "batch_size": 10}, seed=0, classes=3)
     code, _, err = run(capsys, "run", str(pipeline))
     assert code == 0 and "fed unscaled" not in err  # uint8 on disk, floats into the model: no warning
     assert summary(tmp_path / "outputs/t")["pairs"][0]["unscaled_inputs"] == []
@@ -215,14 +223,8 @@ def test_normalize_refusals_in_the_config(normalize, dataset, message):
 # -- preprocess --------------------------------------------------------------------------------------------------
 
 def test_preprocess_runs_inside_the_forward_pass_and_the_inputs_stay_pixels(capsys, tmp_path):
-    pixels = np.random.default_rng(2).integers(0, 256, size=(20, 6, 6, 3)).astype(np.uint8)
-    model = conv_model(3)
-    model.save(tmp_path / "model.keras")
-    np.savez(tmp_path / "data.npz", x=pixels, y=np.arange(20) % 2)
-    pipeline = write_pipeline(tmp_path, {
-        "run": {"name": "t", "preset": "minimal"},
-        "models": [{"name": "m", "path": "model.keras", "layers": ["conv", "out"], "preprocess": "mobilenet_v2"}],
-        "datasets": [{"name": "d", "path": "data.npz", "batch_size": 8}]})
+    pixels, model, pipeline = pixel_project(tmp_path, 20, 3, {"preprocess": "mobilenet_v2"}, {"batch_size": 8},
+                                            seed=2, classes=2)
     code, _, err = run(capsys, "run", str(pipeline))
     assert code == 0 and "fed unscaled" not in err  # preprocess_input expects 0-255 pixels
     result = summary(tmp_path / "outputs/t")

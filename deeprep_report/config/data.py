@@ -139,6 +139,11 @@ class DatasetSpec(Strict):
             self.name = re.split(r"[/\\]", source.rstrip("/\\"))[-1].split(".")[0] or "dataset"
         return self
 
+    def scaling(self) -> list[str]:
+        """The input-scaling keys this entry sets (``rescale`` not 1, ``normalize``), in the order they apply."""
+        return [key for key, set_ in (("rescale", self.rescale != 1.0), ("normalize", self.normalize is not None))
+                if set_]
+
     def _only_where_it_applies(self, text: bool) -> None:
         """A key that would be accepted and ignored is refused (nothing silent). Compared with the defaults, not
         with the keys given: the resolved pipeline.yaml of a run folder spells every default out."""
@@ -151,7 +156,7 @@ class DatasetSpec(Strict):
         jsonl_or_csv = str(self.path or "").lower().endswith((".jsonl", ".csv"))
         if fields and not jsonl_or_csv:
             raise ValueError(f"{fields[0]} applies to .jsonl and .csv files")
-        scaling = [k for k in ("rescale", "normalize") if k in given]
+        scaling = self.scaling()
         if scaling and (text or self.builtin is not None):
             raise ValueError(f"{scaling[0]} applies to image folders and .npz/.h5 arrays")
         if "class_names" in given and self.builtin is not None:

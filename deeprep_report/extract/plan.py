@@ -233,8 +233,7 @@ def _check_pixel_range(config: Config, model: ModelEntry, data: DatasetEntry) ->
     spec = config.pipeline.datasets[data.index]
     if model.preprocess is None:
         return
-    scaled = [key for key, set_ in (("rescale", spec.rescale != 1.0), ("normalize", spec.normalize is not None))
-              if set_]
+    scaled = spec.scaling()
     if scaled:
         log.warning("model %s: keras.applications.%s.preprocess_input expects pixels in 0–255, but dataset %s "
                     "sets %s (datasets[%d].%s); remove it, or remove models[%d].preprocess", model.name,

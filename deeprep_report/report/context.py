@@ -86,6 +86,7 @@ class ReportContext:
         self._tokens: dict[tuple[str, str], Any] = {}
         self._shared: dict[tuple, SharedImage] = {}
         self._architectures: dict[str, dict[str, dict[str, Any]]] = {}
+        self._shows_inputs: dict[tuple[str, str | None], bool] = {}
         self._jobs: list[tuple[str, Shown, figures.Job]] = []
 
     def architecture(self, model: str) -> dict[str, dict[str, Any]]:
@@ -191,6 +192,12 @@ class ReportContext:
             if all(image is not None for image in images):
                 return images
         return None
+
+    def shows_inputs(self, dataset: str, model: str | None) -> bool:
+        """Whether this pair's stored inputs are images (read from one sample, once per pair)."""
+        if (dataset, model) not in self._shows_inputs:
+            self._shows_inputs[(dataset, model)] = self.input_images(dataset, model, np.arange(1)) is not None
+        return self._shows_inputs[(dataset, model)]
 
     def input_thumbnails(self, dataset: str, model: str | None, rows: np.ndarray) -> list[SharedImage] | None:
         """The stored inputs at these sample rows as shared images (one copy each in the report), or None."""

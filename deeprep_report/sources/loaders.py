@@ -104,8 +104,7 @@ def _hdf5(config: Config, spec: DatasetSpec, path: Path, field_: str) -> Dataset
 def _check_scaling(config: Config, spec: DatasetSpec, field_: str, info: object, dtypes: dict[str, np.dtype]) -> None:
     """``rescale`` and ``normalize`` scale numeric input arrays as they scale image folders; token ids cannot be
     scaled."""
-    given = [key for key, set_ in (("rescale", spec.rescale != 1.0), ("normalize", spec.normalize is not None))
-             if set_]
+    given = spec.scaling()
     if not given:
         return
     where = field_.split(".")[0] + "." + given[0]

@@ -127,7 +127,7 @@ def _exemplars(ctx: ReportContext, pair: dict[str, Any], layer: dict[str, Any], 
     if layer["kind"] == "scalar":
         return None
     settings = ctx.settings.exemplars
-    if ctx.input_images(pair["dataset"], pair["model"], np.arange(1)) is None:
+    if not ctx.shows_inputs(pair["dataset"], pair["model"]):
         return None  # no stored inputs (store.inputs: false), or they are not images (text: top sequences)
 
     def build() -> dict[str, Any]:
