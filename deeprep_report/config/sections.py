@@ -14,6 +14,45 @@ from deeprep_report.config.rules import Check
 from deeprep_report.config.selectors import ReportSelectors, Selectors, layer_selectors
 
 
+class ExecutorSection(Strict):
+    """Where the extract stage runs: this process, or shards on a Dask cluster (docs/cluster.md)."""
+
+    kind: Literal["local", "dask"] = Field("local", description="local: this process; dask: shards of every pair's "
+                                                                  "rows as tasks on a Dask cluster.")
+    address: str | None = Field(None, description="kind dask: 'local' (a cluster of worker processes on this "
+                                                  "machine, for this run) or a scheduler address tcp://HOST:PORT.")
+    workers: int | None = Field(None, ge=1, le=256, description="kind dask: worker processes of a local cluster "
+                                                                "(default: the usable cores); with a scheduler "
+                                                                "address, wait until this many workers joined.")
+    shard_size: int | Literal["auto"] = Field(
+        "auto", description="kind dask: rows per shard, a multiple of every dataset's batch_size (shards are whole "
+                            "batches, so every sample sees the batch it sees in one process); 'auto': about four "
+                            "shards per worker.")
+    timeout: float = Field(30.0, gt=0, description="kind dask: seconds to wait for the scheduler, and for the "
+                                                   "workers asked for.")
+
+    @field_validator("shard_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError(f"expected 'auto' or a row count >= 1, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _dask_keys_need_dask(self) -> "ExecutorSection":
+        if self.kind == "local":
+            given = [key for key in ("address", "workers") if getattr(self, key) is not None]
+            given += ["shard_size"] if self.shard_size != "auto" else []
+            if given:
+                raise ValueError(f"{given[0]} is a setting of kind: dask (this executor is kind: local)")
+        elif self.address is None:
+            self.address = "local"
+        elif self.address != "local" and "://" not in self.address:
+            raise ValueError(f"address: expected 'local' or a scheduler address such as tcp://10.0.0.5:8786, got "
+                             f"{self.address!r}")
+        return self
+
+
 class RunSection(Strict):
     """Where the run folder goes and what makes the run reproducible."""
 
@@ -23,6 +62,7 @@ class RunSection(Strict):
     preset: Literal["full", "minimal"] | None = Field(
         None, description="minimal: statistics and checks only (fast, nightly); full: everything incl. the "
                           "random-weights baseline (reviews); unset: each key's own default.")
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
 
     @field_validator("name")
     @classmethod
@@ -131,6 +171,16 @@ class StoreSection(Strict):
         if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             return value
         raise ValueError(f"expected a count >= 0 or 'all', got {value!r}")
+
+
+class ExtractSection(Strict):
+    """How the extract stage reduces each batch's layer outputs."""
+
+    reduce: Literal["auto", "host", "device"] = Field(
+        "auto", description="Where a batch's statistics are computed: host (numpy and numba on the outputs, which "
+                            "cross to the host), device (TensorFlow ops inside the compiled forward pass: only "
+                            "per-unit partials, pooled values, views and the first full maps leave the "
+                            "accelerator), auto (device when TensorFlow sees a GPU).")
 
 
 class StatsSection(Strict):
@@ -300,6 +350,7 @@ class Pipeline(Strict):
     models: list[ModelSpec] = Field(min_length=1)
     datasets: list[DatasetSpec] = Field(min_length=1)
     store: StoreSection = Field(default_factory=StoreSection)
+    extract: ExtractSection = Field(default_factory=ExtractSection)
     stats: StatsSection = Field(default_factory=StatsSection)
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     checks: list[Check] | None = Field(None, description="Checks of the run; the default set when absent.")
