@@ -77,7 +77,7 @@ def test_unknown_key_suggests_the_closest(tmp_path):
 def test_unknown_key_without_close_match_lists_the_keys(tmp_path):
     text = "run: {colour: red}\nmodels: [{builtin: digits_cnn}]\ndatasets: [{builtin: digits}]\n"
     assert error_of(tmp_path, text) == (
-        "pipeline.yaml: run.colour: unknown key; expected one of: name, output_dir, seed, preset")
+        "pipeline.yaml: run.colour: unknown key; expected one of: name, output_dir, seed, preset, executor")
 
 
 def test_wrong_type(tmp_path):
@@ -172,8 +172,8 @@ def test_field_paths_round_trip():
 def test_schema_describes_every_key():
     schema = json_schema()
     assert schema["$schema"].endswith("2020-12/schema")
-    assert set(schema["properties"]) == {"run", "models", "datasets", "store", "stats", "analysis", "checks", "compare",
-                                         "report"}
+    assert set(schema["properties"]) == {"run", "models", "datasets", "extract", "store", "stats", "analysis", "checks",
+                                         "compare", "report"}
     model_fields = schema["$defs"]["ModelSpec"]["properties"]
     assert {"name", "path", "builtin", "layers", "allow_lambda"} <= set(model_fields)
     assert all("description" in field for field in model_fields.values())
@@ -183,7 +183,8 @@ def test_every_config_key_is_documented():
     """docs/config.md must mention every key the schema accepts, so the docs cannot drift silently."""
     text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
     schema = json_schema()
-    sections = {"run": "RunSection", "models": "ModelSpec", "datasets": "DatasetSpec", "store": "StoreSection",
+    sections = {"run": "RunSection", "run.executor": "ExecutorSection", "extract": "ExtractSection",
+                "models": "ModelSpec", "datasets": "DatasetSpec", "store": "StoreSection",
                 "stats": "StatsSection", "report": "ReportSection", "report.gallery": "GallerySection",
                 "report.exemplars": "ExemplarSection", "analysis": "AnalysisSection", "analysis.probes": "ProbeSection",
                 "analysis.cka": "CKASection", "analysis.geometry": "GeometrySection", "analysis.classes": "ClassSection",

@@ -32,8 +32,11 @@ Forward = Callable[[Any], dict[str, Any]]
 
 
 def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: ViewSection, tokens: TokenSection,
-                 stored_inputs: set[tuple[str, str]], bar: bool | None = None) -> None:
+                 stored_inputs: set[tuple[str, str]], bar: bool | None = None, forward: Forward | None = None) -> None:
     """Run one model over one dataset, writing its selected layers' activations, views and accumulators.
+
+    ``forward`` is the pair's :func:`compile_forward` when the caller keeps one (a Dask worker runs several
+    shards of a pair through one compiled function); by default it is compiled here.
 
     Three threads form a pipeline: this one runs the forward pass of batch k+1
     while a worker folds batch k into the statistics (numba, GIL released) and
@@ -42,7 +45,7 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     """
     model, data = pair.model, pair.data
     paths = [info.path for info in model.selected]
-    forward = compile_forward(model.graph, paths, pair)
+    forward = forward if forward is not None else compile_forward(model.graph, paths, pair)
     arrays = sorted(set(pair.binding.values()))
     new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
     folding = _Fold(store, pair, paths, stats, views, tokens,
