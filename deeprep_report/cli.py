@@ -4,7 +4,7 @@ Exit codes: 0 success; 1 the run's checks failed (``--fail-on`` says which
 failures count); 2 bad input (config, model, data, usage, baseline, a run
 folder in use or not deeprep's) or a fault of the machine (disk full,
 read-only folder, permission denied), one line on stderr; 3 internal error (a bug), one line on stderr and the traceback in
-``run.log``. ``--debug`` shows tracebacks and TensorFlow's own output.
+``run.log``, or a Dask cluster that failed the run (a lost scheduler, workers that keep dying), one line. ``--debug`` shows tracebacks and TensorFlow's own output.
 ``run`` and ``check`` print one verdict line on stdout.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deeprep_report import __version__, logs
-from deeprep_report.errors import UserError, fault_error
+from deeprep_report.errors import ClusterError, UserError, fault_error
 
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = pipeline_command("run", "extract activations, compute statistics, check them, write the run folder")
     run.add_argument("--out", type=Path, help="write the run's files into this folder")
+    run.add_argument("--dask", metavar="ADDRESS",
+                     help="extract on Dask: 'local' (worker processes on this machine) or a scheduler's "
+                          "tcp://HOST:PORT (sets run.executor; docs/cluster.md)")
     run.add_argument("--force", action="store_true",
                      help="write into a folder deeprep did not make (replacing files with its file names), and "
                           "re-extract every pair even when a run in the output folder could be reused")
@@ -163,6 +166,11 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ClusterError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated):
             print("terminated (SIGTERM)", file=sys.stderr)
@@ -218,6 +226,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if args.baseline is not None:  # a JSON string is YAML: any path survives the override parser
         overrides.append(f"compare.baseline={json.dumps(str(args.baseline.resolve()))}")
+    if getattr(args, "dask", None) is not None:
+        overrides += ["run.executor.kind=dask", f"run.executor.address={json.dumps(args.dask)}"]
     return overrides
 
 

@@ -32,6 +32,17 @@ class ConfigError(UserError):
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple:
+        """Picklable (a Dask worker's error travels to the coordinator) although it takes three arguments."""
+        return (type(self), (self.source, self.field, self.detail))
+
+
+class ClusterError(Exception):
+    """The Dask cluster failed the run (a lost scheduler, workers that keep dying): one line, exit 3."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
 
 def first_line(error: BaseException, limit: int = 300) -> str:
     """Shorten a third-party exception to one line for a user-facing message."""

@@ -20,7 +20,7 @@ from deeprep_report.audit.compare import compare
 from deeprep_report.audit.markdown import MARKDOWN, write_markdown
 from deeprep_report.audit.verdict import Verdict
 from deeprep_report.config import Config
-from deeprep_report.errors import UserError
+from deeprep_report.errors import ClusterError, UserError
 from deeprep_report.logs import RunLog, release_console
 from deeprep_report.report.index import INDEX
 from deeprep_report.report.render import REPORT, render
@@ -140,7 +140,7 @@ def _extract_into(path: Path, plan: Any, started: str, resolved: str, run_id: st
             "config_file": str(Path(config.source).resolve()), "seed": config.pipeline.run.seed,
             "packages": package_versions(), "platform": platform_info(),
         })
-        extract(plan, store, bar=bar, reuse_from=reuse_from)
+        extract(plan, store, bar=bar, reuse_from=reuse_from, run_id=run_id)
         store.set_attrs("/", {"finished": utc_now()})
 
 
@@ -150,7 +150,7 @@ def _logging_into(run_log: RunLog, folder: RunFolder, target: Path) -> Iterator[
     run_log.attach(folder.staged("run.log"), target / "run.log")
     try:
         yield
-    except UserError as exc:
+    except (UserError, ClusterError) as exc:
         run_log.note(f"run failed: {exc}")
         raise
     except BaseException as exc:

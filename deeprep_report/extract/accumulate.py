@@ -12,11 +12,27 @@ numpy merges, ~20 µs folded).
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from deeprep_report.extract import kernels
 from deeprep_report.stats import Histogram, Moments
+
+
+class Partials(NamedTuple):
+    """One batch's per-unit partials computed elsewhere (on the accelerator, :mod:`deeprep_report.extract.device`),
+    exactly what ``_fold`` adds to the totals: values relative to ``shift`` (the accumulator's), float64."""
+
+    shift: np.ndarray | None  # (C,) the first batch's first value per unit (0 if not finite); None: already set
+    values: int  # values per unit in the batch, finite or not (B x S)
+    count: np.ndarray  # (C,) finite values
+    s1: np.ndarray  # (C,) sum of (v - shift) over finite values
+    s2: np.ndarray  # (C,) sum of (v - shift)**2
+    min: np.ndarray  # (C,) of finite values (inf when none)
+    max: np.ndarray
+    zeros: np.ndarray
+    saturated: np.ndarray
 
 
 class LayerAccumulator:
@@ -51,6 +67,60 @@ class LayerAccumulator:
     @property
     def histogram(self) -> Histogram:
         return Histogram(*self._window, self._codes[1 : self.bins + 1].copy())
+
+    @property
+    def shift(self) -> np.ndarray | None:
+        """The per-unit shift of the running sums, once the first batch set it."""
+        return self._shift
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The running histogram's (exponent, start); meaningless before the first finite value."""
+        return self._window
+
+    def fold_partials(self, parts: Partials, codes_at: Callable[[tuple[int, int]], np.ndarray]) -> None:
+        """Fold a batch reduced elsewhere into the same state ``update`` keeps, by the same steps.
+
+        ``codes_at(window)`` returns the batch's histogram code counts (bins + 3,) at an aligned window, as the
+        kernels code them. Which window, and whether the running histogram moves, is decided here exactly as
+        ``_fold`` decides it: a batch re-bins when it is the first or a finite value lies outside the window,
+        which (codes being monotone in the value) its finite minimum or maximum shows."""
+        if self._shift is None:
+            if parts.shift is None:
+                raise ValueError("the first partials of a layer must carry their shift")
+            self._shift = np.array(parts.shift, dtype=np.float64)
+        elif parts.shift is not None and not np.array_equal(self._shift, parts.shift):
+            raise ValueError("partials were computed relative to another shift than this accumulator's")
+        count, s1, s2, low, high, zeros, nonfinite, saturated = self._totals
+        count += parts.count
+        s1 += parts.s1
+        s2 += parts.s2
+        np.minimum(low, parts.min, out=low)
+        np.maximum(high, parts.max, out=high)
+        zeros += parts.zeros
+        nonfinite += parts.values - parts.count
+        saturated += parts.saturated
+        first = not self._codes.any()
+        finite = bool(parts.count.any())
+        lowest, highest = float(np.min(parts.min)), float(np.max(parts.max))
+        outside = finite and (self._code(lowest) == 0 or self._code(highest) == self.bins + 1)
+        if not (outside or first):
+            self._codes += codes_at(self._window)
+            return
+        if first:
+            self._codes[:] = 0
+        if finite:
+            window = Histogram.window(lowest, highest, self.bins)
+            merged = self.histogram.merge(Histogram(*window, codes_at(window)[1 : self.bins + 1]))
+            self._window = (merged.exponent, merged.start)
+            self._codes[:] = 0
+            self._codes[1 : self.bins + 1] = merged.counts
+
+    def _code(self, value: float) -> int:
+        """The kernels' histogram code of a finite value at the running window (``kernels._bin_code``)."""
+        exponent, start = self._window
+        q = np.floor(np.float64(value) * math.ldexp(1.0, -exponent)) - np.float64(start - 1)
+        return int(min(max(q, 0.0), float(self.bins + 1)))
 
     def update(self, activations: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Fold a batch into the running statistics; return each sample's (mean, peak) over positions, each

@@ -39,9 +39,11 @@ class TopContexts:
         row = np.broadcast_to(rows[:, :, None], around.shape)
         windows = activations[row, clipped, unit].astype(np.float32)
         windows[~(inside & mask[row, clipped])] = np.nan
-        self._merge(values.astype(np.float32), rows + start, positions, windows)
+        self.add(values.astype(np.float32), rows + start, positions, windows)
 
-    def _merge(self, values: np.ndarray, samples: np.ndarray, positions: np.ndarray, windows: np.ndarray) -> None:
+    def add(self, values: np.ndarray, samples: np.ndarray, positions: np.ndarray, windows: np.ndarray) -> None:
+        """Keep the top ``k`` of the kept and the given candidates, (n, C) each (windows (n, C, 2 window + 1));
+        on ties the earlier candidate wins, so adding shards in sample order gives one process's answer."""
         values = np.concatenate([self.values, values])
         samples = np.concatenate([self.samples, samples])
         positions = np.concatenate([self.positions, positions])

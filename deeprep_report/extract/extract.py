@@ -15,6 +15,7 @@ import numpy as np
 
 from deeprep_report import __version__
 from deeprep_report.extract import cache
+from deeprep_report.extract.device import resolve
 from deeprep_report.extract.forward import extract_pair
 from deeprep_report.extract.plan import DatasetEntry, ModelEntry, Pair, Plan
 from deeprep_report.extract.weights import weight_rows
@@ -23,28 +24,40 @@ from deeprep_report.store import StoreWriter, h5_name, pair_key
 log = logging.getLogger("deeprep")
 
 
-def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from: Path | None = None) -> None:
+def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from: Path | None = None,
+            run_id: str = "") -> None:
     """Write every dataset's rows and labels, every model's description, then every pair's layers.
 
     With ``reuse_from`` (the output folder), a pair whose cache key matches a pair of a finished run there
-    is copied from that run's store instead of extracted (:mod:`deeprep_report.extract.cache`).
+    is copied from that run's store instead of extracted (:mod:`deeprep_report.extract.cache`). With
+    ``run.executor.kind: dask`` the other pairs are extracted as shards on Dask (:mod:`deeprep_report.extract.cluster`).
     """
     for data in plan.datasets:
         _write_dataset(store, plan, data)
     for model in plan.models:
         _write_model(store, model)
+    pipeline = plan.config.pipeline
+    on_dask = pipeline.run.executor.kind == "dask"
     stored_inputs: set[tuple[str, str]] = set()
     reusable = cache.stored_pairs(reuse_from) if reuse_from is not None else {}
+    todo: list[tuple[Pair, list[str]]] = []  # pairs for Dask, each with the dataset arrays it stores
     for pair in plan.pairs:
-        key = pair_cache_key(pair, plan.config.pipeline)
+        key = pair_cache_key(pair, pipeline)
         found = reusable.get(key)
-        if found is None:
-            pipeline = plan.config.pipeline
-            extract_pair(pair, store, pipeline.stats, pipeline.analysis.view, pipeline.analysis.tokens, stored_inputs,
-                         bar)
-        else:
+        if found is not None:
             _reuse_pair(pair, store, found, stored_inputs)
+        elif on_dask:  # decided in pair order, as one process does, so the same pair stores each input
+            arrays = [a for a in sorted(set(pair.binding.values())) if (pair.data.name, a) not in stored_inputs]
+            stored_inputs.update((pair.data.name, a) for a in arrays)
+            todo.append((pair, arrays))
+        else:
+            extract_pair(pair, store, pipeline.stats, pipeline.analysis.view, pipeline.analysis.tokens, stored_inputs,
+                         bar, reduce=resolve(pipeline.extract.reduce))
         store.set_attrs(pair_key(pair.model.name, pair.data.name), {"cache_key": key, "unscaled_inputs": pair.unscaled})
+    if todo:
+        from deeprep_report.extract.cluster.coordinator import extract_on_dask
+
+        extract_on_dask(plan, store, todo, run_id, pipeline.extract.reduce, bar)
     store.set_attrs("/", {
         "dataset_names": [data.name for data in plan.datasets], "model_names": [m.name for m in plan.models],
         "pairs": [[pair.model.name, pair.data.name] for pair in plan.pairs],

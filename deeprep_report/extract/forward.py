@@ -9,6 +9,7 @@ Peak memory is a few batches of activations, whatever the number of samples.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
@@ -17,7 +18,7 @@ import numpy as np
 from deeprep_report.config import StatsSection
 from deeprep_report.config.sections import TokenSection, ViewSection
 from deeprep_report.extract.accumulate import LayerAccumulator
-from deeprep_report.extract import preprocess
+from deeprep_report.extract import device, preprocess
 from deeprep_report.extract.contexts import TopContexts
 from deeprep_report.extract.plan import DatasetEntry, Pair
 from deeprep_report.progress import Progress
@@ -28,15 +29,19 @@ from deeprep_report.stats.views import BAG, ViewSpec, bag_of_tokens, view_spec
 from deeprep_report.store import StoreWriter, h5_name, pair_key, utc_now
 from deeprep_report.tf_runtime import graph_safe_names
 
-Forward = Callable[[Any], dict[str, Any]]
+Forward = Callable[..., dict[str, Any]]
+log = logging.getLogger("deeprep")
 
 
 def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: ViewSection, tokens: TokenSection,
-                 stored_inputs: set[tuple[str, str]], bar: bool | None = None, forward: Forward | None = None) -> None:
+                 stored_inputs: set[tuple[str, str]], bar: bool | None = None, forward: Forward | None = None,
+                 reduce: str = "host") -> None:
     """Run one model over one dataset, writing its selected layers' activations, views and accumulators.
 
     ``forward`` is the pair's :func:`compile_forward` when the caller keeps one (a Dask worker runs several
-    shards of a pair through one compiled function); by default it is compiled here.
+    shards of a pair through one compiled function); by default it is compiled here. ``reduce`` (``host`` or
+    ``device``, as :func:`device.resolve` makes ``extract.reduce``): where each batch is reduced; with
+    ``device`` a given ``forward`` must come from :func:`compile_forward` with a :class:`device.DevicePlan`.
 
     Three threads form a pipeline: this one runs the forward pass of batch k+1
     while a worker folds batch k into the statistics (numba, GIL released) and
@@ -45,17 +50,33 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     """
     model, data = pair.model, pair.data
     paths = [info.path for info in model.selected]
-    forward = forward if forward is not None else compile_forward(model.graph, paths, pair)
+    if reduce not in ("host", "device"):
+        raise ValueError(f"reduce: expected 'host' or 'device', got {reduce!r}")
+    plan = getattr(forward, "device_plan", None) if forward is not None else None
+    if forward is not None and (plan is not None) != (reduce == "device"):
+        raise ValueError(f"reduce={reduce!r} needs a forward compiled with"
+                         f"{'' if reduce == 'device' else 'out'} compile_forward(..., reduce=DevicePlan(...))")
+    if forward is None:
+        if reduce == "device":
+            plan = device.DevicePlan(pair, stats.histogram_bins, stats.saturation_tol, views)
+        forward = compile_forward(model.graph, paths, pair, plan)
+    state = device.DeviceState(paths) if plan is not None else None
     arrays = sorted(set(pair.binding.values()))
     new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
     folding = _Fold(store, pair, paths, stats, views, tokens,
-                    _InputStore(store, data, new_inputs, views, pair) if new_inputs else None)
+                    _InputStore(store, data, new_inputs, views, pair) if new_inputs else None, plan)
     started_at = utc_now()
     with graph_safe_names(), Progress(len(data.rows), f"{model.name} × {data.name}", bar=bar) as progress:
         with _Worker(depth=2, name="write") as writes, _Worker(depth=1, name="stats") as statistics:
             for start, batch in _prefetch(data, arrays):
-                outputs = forward(_structure(model.graph.inputs, pair.binding, batch))
-                statistics.submit(folding.fold, start, batch, outputs, writes)
+                inputs, guesses = _structure(model.graph.inputs, pair.binding, batch), None
+                if state is None:
+                    outputs = forward(inputs)
+                else:  # the histogram windows are guesses: the accumulators may still be a batch behind
+                    arguments, guesses = state.inputs(folding.accumulators)
+                    outputs = forward(inputs, arguments)
+                    state.after(outputs)
+                statistics.submit(folding.fold, start, batch, outputs, writes, guesses)
                 progress.advance(len(next(iter(batch.values()))))
     folding.finish()
     if pair.tokens is not None:
@@ -72,8 +93,11 @@ class _Fold:
     """Folds each batch's layer outputs into the accumulators and hands the results to the writer."""
 
     def __init__(self, store: StoreWriter, pair: Pair, paths: list[str], stats: StatsSection, views: ViewSection,
-                 tokens: TokenSection, inputs: "_InputStore | None") -> None:
+                 tokens: TokenSection, inputs: "_InputStore | None", plan: device.DevicePlan | None = None) -> None:
         self.stats = stats
+        self.plan = plan  # None: every layer reduced on the host
+        self.pair_name = f"{pair.model.name} × {pair.data.name}"
+        self.histogram = device.histogram_function(stats.histogram_bins) if plan is not None else None
         self.view_settings = views
         self.token_settings = tokens
         self.tokens = pair.tokens
@@ -86,7 +110,8 @@ class _Fold:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.inputs = inputs
 
-    def fold(self, start: int, batch: dict[str, np.ndarray], outputs: dict[str, Any], writes: "_Worker") -> None:
+    def fold(self, start: int, batch: dict[str, np.ndarray], outputs: dict[str, Any], writes: "_Worker",
+             guesses: dict[str, tuple[int, int]] | None = None) -> None:
         if self.inputs is not None:
             writes.submit(self.inputs.write, start, batch)
         jobs = []
@@ -95,10 +120,18 @@ class _Fold:
             mask, content = self.tokens.batch_mask(start, size), self.tokens.batch_content(start, size)
             rows, where = self.tokens.batch_positions(start, size)
         for path, writer in self.writers.items():
+            layer = self.plan.layers.get(path) if self.plan is not None else None
+            if layer is not None:  # reduced in the forward pass: fold its partials
+                out = outputs[path]
+                accumulator = self.accumulators.get(path) or self._start(path, layer.shape)
+                pooled, peak, view = device.fold_layer(out, layer, accumulator, guesses[path], self.histogram)
+                keep = out["output"][: writer.full_samples - start].numpy() if start < writer.full_samples else None
+                jobs.append((writer, pooled, peak, keep, view, None))
+                continue
             activations = np.asarray(outputs[path])  # a view of TensorFlow's buffer, no copy
             accumulator = self.accumulators.get(path)
             if accumulator is None:
-                accumulator = self._start(path, activations)
+                accumulator = self._start(path, tuple(activations.shape[1:]))
             keep = activations if start < writer.full_samples else None  # release big batches early
             view = self.views[path]
             if path not in self.contexts:
@@ -112,11 +145,16 @@ class _Fold:
             jobs.append((writer, pooled, None, keep, view.apply_sequence(activations, mask, pooled), token_rows))
         writes.submit(_write_layers, start, jobs)
 
-    def _start(self, path: str, activations: np.ndarray) -> LayerAccumulator:
+    def _start(self, path: str, shape: tuple[int, ...]) -> LayerAccumulator:
         """The accumulator and view of a layer, from its first batch (when its shape is known)."""
-        accumulator = self.accumulators[path] = _accumulator(activations, self.infos[path].activation, self.stats)
-        shape = self.shapes[path] = tuple(activations.shape[1:])
-        if self.tokens is not None and token_aligned(shape, self.tokens, path):
+        accumulator = self.accumulators[path] = _accumulator(shape, self.infos[path].activation, self.stats)
+        self.shapes[path] = shape
+        if self.plan is not None and path in self.plan.notes:
+            log.info("%s: layer %s reduced on the host, not the device: %s", self.pair_name, path,
+                     self.plan.notes[path])
+        if self.plan is not None and path in self.plan.layers:
+            self.views[path] = self.plan.layers[path].view
+        elif self.tokens is not None and token_aligned(shape, self.tokens, path):
             settings = self.token_settings
             self.views[path] = LayerView.of_sequence(shape[1], settings.sequence_view, self.view_settings)
             self.contexts[path] = TopContexts(shape[1], settings.contexts, settings.window)
@@ -132,8 +170,16 @@ class _Fold:
             accumulator = self.accumulators[path]
             writer.finish(accumulator.moments, accumulator.histogram,
                           {**_layer_attrs(self.infos[path], accumulator, self.shapes[path], self.stats),
-                           **self.views[path].spec.attrs(), **self._token_attrs(path)},
+                           **self.views[path].spec.attrs(), **self._token_attrs(path), **self._reduce_attrs(path)},
                           self.contexts[path].arrays() if path in self.contexts else None)
+
+    def _reduce_attrs(self, path: str) -> dict[str, Any]:
+        """Where the layer's batches were reduced, and why not on the device when that was asked for."""
+        if self.plan is None:
+            return {"reduced_on": "host"}
+        if path in self.plan.layers:
+            return {"reduced_on": "device"}
+        return {"reduced_on": "host", "reduce_note": self.plan.notes[path]}
 
     def _token_attrs(self, path: str) -> dict[str, Any]:
         """Whether a layer was measured on real tokens only, and why (not) — stored, shown in the report."""
@@ -161,10 +207,14 @@ def token_aligned(shape: tuple[int, ...], tokens: Any, path: str) -> bool:
     return len(shape) == 2 and shape[0] == tokens.length and path in tokens.downstream
 
 
-def compile_forward(graph: Any, paths: list[str], pair: Pair) -> Forward:
+def compile_forward(graph: Any, paths: list[str], pair: Pair, reduce: device.DevicePlan | None = None) -> Forward:
     """A ``tf.function`` of the selected layers' outputs, with a fixed input signature (no retracing on the last,
     smaller batch), replaying the model's graph (:meth:`LayerGraph.run`). With ``models[].preprocess`` the input
-    goes through ``preprocess_input`` first, inside the function: the stored inputs stay the dataset's."""
+    goes through ``preprocess_input`` first, inside the function: the stored inputs stay the dataset's.
+
+    With ``reduce`` the function takes a second argument (:class:`device.DeviceState`) and returns, for each
+    layer the plan reduces on the device, its partials (:func:`device.reduce_layer`) instead of its output;
+    the plan decides while tracing, on the static shapes, and keeps why a layer stays on the host."""
     import tensorflow as tf
 
     arrays = pair.data.dataset.arrays
@@ -172,19 +222,41 @@ def compile_forward(graph: Any, paths: list[str], pair: Pair) -> Forward:
                      lambda t: tf.TensorSpec((None, *arrays[pair.binding[t.name]].shape), t.dtype, t.name))
     prepare = preprocess.function(pair.model.preprocess) if pair.model.preprocess is not None else None
 
-    @tf.function(input_signature=[signature], autograph=False)  # plain Python: nothing for autograph to convert
-    def forward(batch: Any) -> dict[str, Any]:
+    def outputs(batch: Any) -> dict[str, Any]:
         if prepare is not None:  # one input (checked in the plan)
             batch = _map(batch, prepare)
-        outputs = graph.run(batch, paths)
         return {key: value if value.dtype == tf.float32 else tf.cast(value, tf.float32)
-                for key, value in outputs.items()}
+                for key, value in graph.run(batch, paths).items()}
 
+    if reduce is None:
+        # plain Python: nothing for autograph to convert
+        return tf.function(outputs, input_signature=[signature], autograph=False)
+
+    @tf.function(input_signature=[signature, device.state_signature(paths)], autograph=False)
+    def forward(batch: Any, state: dict[str, Any]) -> dict[str, Any]:
+        result = outputs(batch)
+        for index, path in enumerate(paths):
+            shape = tuple(result[path].shape[1:])
+            layer = reduce.decide(path, shape, _host_reason(path, shape, pair))
+            if layer is not None:
+                result[path] = device.reduce_layer(result[path], layer, state["first"], state["shifts"][index],
+                                                   state["windows"][index])
+        return result
+
+    forward.device_plan = reduce
     return forward
 
 
-def _accumulator(activations: np.ndarray, activation: str | None, stats: StatsSection) -> LayerAccumulator:
-    units = activations.shape[-1] if activations.ndim >= 2 else 1
+def _host_reason(path: str, shape: tuple[int | None, ...], pair: Pair) -> str | None:
+    """Why a layer is reduced on the host even when the device was asked for, or None."""
+    if pair.tokens is not None and token_aligned(shape, pair.tokens, path):
+        return ("token-aligned sequence layer: its statistics count real tokens only and its token rows and top "
+                "contexts are gathered at sampled positions, on the host")
+    return None
+
+
+def _accumulator(shape: tuple[int, ...], activation: str | None, stats: StatsSection) -> LayerAccumulator:
+    units = shape[-1] if shape else 1
     return LayerAccumulator(units, stats.histogram_bins, saturation_thresholds(activation, stats.saturation_tol))
 
 

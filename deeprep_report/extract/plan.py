@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deeprep_report.extract.cluster.shards import check_shard_size
 from deeprep_report.config import Config
 from deeprep_report.errors import first_line
 from deeprep_report.extract import preprocess
@@ -96,6 +97,7 @@ def make_plan(config: Config) -> Plan:
         plan.datasets.append(DatasetEntry(index, spec.name, dataset, rows, spec.batch_size, fingerprint))
         log.info("dataset %s: %d of %d samples from %s", spec.name, len(rows), dataset.n_rows, dataset.source)
     _check_transfer(config, plan)
+    check_shard_size(config)
     for index, spec in enumerate(config.pipeline.models):
         loaded = load_model(config, index)
         try:

@@ -46,6 +46,22 @@ class LayerView:
         kernel(vectors, *self.indices, out)
         return out
 
+    @property
+    def makes_rows(self) -> bool:
+        """Whether the layer has view rows of its own (not its stored ``pooled``)."""
+        return self.spec.method != POOLED
+
+    def sketch_matrix(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
+        """The count sketch as a sparse (dims, F) matrix of ±1 — (indices (F, 2) int64 in row-major order,
+        values float64, shape) — for a reducer that applies it elsewhere (on the accelerator); None when the
+        rows are the flat vectors themselves."""
+        if self.indices is None:
+            return None
+        buckets, signs = self.indices
+        order = np.lexsort((np.arange(len(buckets)), buckets))
+        entries = np.stack([buckets[order], order], axis=1).astype(np.int64)
+        return entries, signs[order].astype(np.float64), (self.spec.dims, len(buckets))
+
     @classmethod
     def of(cls, sample_shape: tuple[int, ...], settings: ViewSection) -> "LayerView":
         """The view of a layer whose samples have ``sample_shape`` (rank 1: a dense layer)."""
@@ -53,6 +69,6 @@ class LayerView:
         return cls(view_spec(flat, len(sample_shape) <= 1, settings.dims, settings.seed))
 
     def apply(self, activations: np.ndarray) -> np.ndarray | None:
-        if self.spec.method == POOLED:
+        if not self.makes_rows:
             return None
         return self.rows(np.asarray(activations).reshape(len(activations), -1))

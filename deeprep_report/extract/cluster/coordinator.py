@@ -1,0 +1,124 @@
+"""The coordinator's side of a Dask run: a task per shard of every pair to extract, then each pair's shards
+merged into the run's store, in pair order, as soon as all of them are done.
+
+Shard files live in ``<staging folder>/shards/``: the workers write there (so it
+must be on a file system they share with this process), the merge reads them,
+and they go with the staging folder whether the run succeeds or fails, so a
+failed or killed run leaves no shard files behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from deeprep_report.extract.cluster.executor import connect, run_tasks
+from deeprep_report.extract.cluster.shards import ShardTask, bounds, shard_size, shard_tokens
+from deeprep_report.extract.plan import Pair, Plan
+from deeprep_report.store import StoreWriter, h5_name, pair_key
+from deeprep_report.extract.cluster.merge import merge_pair
+
+log = logging.getLogger("deeprep")
+
+
+def extract_on_dask(plan: Plan, store: StoreWriter, todo: list[tuple[Pair, list[str]]], run_id: str,
+                    reduce: str, bar: bool | None = None) -> None:
+    """Extract every ``(pair, dataset arrays it stores)`` of ``todo`` as shards on the configured Dask cluster
+    and merge them into ``store``; the results equal one process's (docs/design.md, "Running on Dask")."""
+    executor = plan.config.pipeline.run.executor
+    folder = Path(store.file.filename).resolve().parent / "shards"
+    folder.mkdir()
+    with connect(executor) as client:
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        tasks: list[ShardTask] = []
+        owners: list[int] = []  # the pair (index in todo) of every task
+        for number, (pair, inputs) in enumerate(todo):
+            size = shard_size(executor.shard_size, pair.data.batch_size, len(pair.data.rows), workers)
+            for start, stop in bounds(len(pair.data.rows), size):
+                tasks.append(_task(plan, pair, inputs, start, stop, folder / f"{number}-{start}.h5", run_id, reduce))
+                owners.append(number)
+        log.info("Dask: %d pairs in %d shards on %d workers", len(todo), len(tasks), workers)
+        merger = _Merger(store, todo, tasks, owners, plan.config.pipeline.analysis.tokens.contexts)
+        run_tasks(client, tasks, merger.done, executor.address, bar)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _task(plan: Plan, pair: Pair, inputs: list[str], start: int, stop: int, path: Path, run_id: str,
+          reduce: str) -> ShardTask:
+    model, data = pair.model, pair.data
+    weights = None
+    if model.baseline_of is not None or _built_in_code(plan, model.index):
+        weights = path.parent / f"{h5_name(model.name)}.weights.h5"  # the workers load this model's weights
+        if not weights.exists():
+            model.loaded.model.save_weights(weights)
+    return ShardTask(
+        run_id=run_id, config=plan.config, model_index=model.index, model_name=model.name,
+        model_fingerprint=model.loaded.fingerprint, layers=tuple(info.path for info in model.selected),
+        preprocess=model.preprocess, weights=str(weights) if weights else None, data_index=data.index,
+        data_fingerprint=data.fingerprint, rows=data.rows[start:stop], batch_size=data.batch_size,
+        binding=pair.binding, tokens=shard_tokens(pair.tokens, start, stop), new_inputs=tuple(inputs), start=start,
+        path=str(path), reduce=reduce)
+
+
+def _built_in_code(plan: Plan, index: int) -> bool:
+    """Whether ``models[index]`` is built by code (an application with ``weights: null``, a factory): seeded,
+    but its random initialisation is not reproducible in a Dask worker, whose own threads draw from Python's
+    ``random`` while the model is built (measured: MobileNetV2's weights differed on a worker's first build).
+    Its workers load the coordinator's weights instead; models read from files load the same file."""
+    spec = plan.config.pipeline.models[index]
+    return bool(spec.application or spec.factory)
+
+
+class _Merger:
+    """Merges pairs in order as their last shard finishes (the store is written by this thread only)."""
+
+    def __init__(self, store: StoreWriter, todo: list[tuple[Pair, list[str]]], tasks: list[ShardTask],
+                 owners: list[int], contexts: int) -> None:
+        self.store, self.todo, self.tasks, self.owners, self.contexts = store, todo, tasks, owners, contexts
+        self.results: dict[int, dict[str, Any]] = {}
+        self.next = 0  # the next pair to merge
+
+    def done(self, index: int, result: dict[str, Any]) -> None:
+        self.results[index] = result
+        while self.next < len(self.todo):
+            mine = [i for i, owner in enumerate(self.owners) if owner == self.next]
+            if any(i not in self.results for i in mine):
+                return
+            self._merge(self.next, mine)
+            self.next += 1
+
+    def _merge(self, number: int, mine: list[int]) -> None:
+        pair, inputs = self.todo[number]
+        model, data = pair.model.name, pair.data.name
+        results = [self.results[i] for i in mine]
+        paths = [Path(self.tasks[i].path) for i in mine]
+        clock = time.perf_counter()
+        merge_pair(self.store, paths, [self.tasks[i].start for i in mine], model, data, inputs, self.contexts)
+        if pair.tokens is not None:
+            self.store.write_tokens(pair_key(model, data), pair.tokens)
+        for path in paths:
+            path.unlink()
+        merge_seconds = time.perf_counter() - clock
+        first = min(r["started"] for r in results)
+        seconds = max(r["finished"] for r in results) - first
+        self.store.set_attrs(pair_key(model, data), {
+            "model": model, "dataset": data, "n_samples": len(pair.data.rows),
+            "layers": [info.path for info in pair.model.selected], "binding": pair.binding,
+            "started": _iso(first), "seconds": seconds,
+            "samples_per_second": len(pair.data.rows) / seconds if seconds > 0 else 0.0,
+            "first_batch_seconds": max(r["first_batch_seconds"] for r in results),
+            "shards": len(mine), "workers": sorted({r["worker"] for r in results}),
+            "worker_seconds": sum(r["finished"] - r["started"] for r in results), "merge_seconds": merge_seconds,
+        })
+        log.info("%s × %s: %d samples in %d shards on %d workers in %.1f s, merged in %.1f s", model, data,
+                 len(pair.data.rows), len(mine), len({r["worker"] for r in results}), seconds, merge_seconds)
+
+
+def _iso(timestamp: float) -> str:
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")  # as store.utc_now writes it

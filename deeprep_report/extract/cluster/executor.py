@@ -1,0 +1,130 @@
+"""Running shard tasks on Dask: connecting (a local cluster for this run, or a scheduler's address),
+submitting, showing progress, and turning Dask's failures into the CLI's one-line errors.
+
+Dask does the scheduling, retries and worker supervision; this module only
+says what happened. A worker that dies mid-shard is replaced by its nanny and
+the scheduler runs the shard again elsewhere (its partial file is left under
+a temporary name, removed with the staging folder); a shard that dies with
+``distributed.scheduler.allowed-failures`` workers in a row, or a lost
+scheduler, is a :class:`ClusterError` (exit 3). Bad input found by a worker
+(a :class:`UserError`) fails the run as in one process (exit 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from deeprep_report.extract.cluster.shards import ShardTask
+from deeprep_report.extract.cluster.worker import run_shard
+from deeprep_report.errors import ClusterError, UserError, first_line
+from deeprep_report.progress import Progress
+
+log = logging.getLogger("deeprep")
+
+
+@contextmanager
+def connect(executor: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``run.executor`` (kind dask), closed (with its local cluster) on exit."""
+    import distributed
+
+    _quiet_dask()
+    cluster = None
+    if executor.address == "local":
+        workers = executor.workers or max(1, len(os.sched_getaffinity(0)))
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))  # the cores shared out, not oversubscribed
+        env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+               "NUMBA_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.CRITICAL, env=env)
+        client = distributed.Client(cluster)
+        log.info("Dask: a local cluster of %d worker processes (%s threads each)", workers, threads)
+    else:
+        try:
+            client = distributed.Client(executor.address, timeout=executor.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler at {executor.address} within {executor.timeout:g} s "
+                               f"(run.executor.address, --dask): {first_line(exc)}") from None
+        if executor.workers:
+            try:
+                client.wait_for_workers(executor.workers, timeout=executor.timeout)
+            except TimeoutError:
+                have = len(client.scheduler_info()["workers"])
+                client.close()
+                raise ClusterError(f"the Dask scheduler at {executor.address} has {have} of the "
+                                   f"{executor.workers} workers asked for (run.executor.workers) after "
+                                   f"{executor.timeout:g} s") from None
+        log.info("Dask: scheduler %s, %d workers", executor.address, len(client.scheduler_info()["workers"]))
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _quiet_dask() -> None:
+    """Dask's own log lines off stderr (it sets levels on several loggers of its own): what goes wrong is said
+    once, by the errors below, and the run log."""
+    for name in [name for name in logging.root.manager.loggerDict if name.split(".")[0] == "distributed"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def run_tasks(client: Any, tasks: list[ShardTask], done: Callable[[int, dict[str, Any]], None], address: str,
+              bar: bool | None = None) -> None:
+    """Run every task; ``done(i, result)`` is called in this process as task ``i`` finishes (in any order).
+
+    On a failure every other task is cancelled before the error is raised, so no worker keeps writing into a
+    staging folder that is about to be removed."""
+    from distributed import as_completed
+
+    futures = [client.submit(run_shard, task, key=task.key, retries=0) for task in tasks]
+    index = {future.key: i for i, future in enumerate(futures)}
+    try:
+        with Progress(len(tasks), f"shards on {address}", bar=bar, unit="shard") as progress:
+            for future in as_completed(futures):
+                done(index[future.key], _result(future, address))
+                progress.advance(1)
+        _report_restarts(client, [task.key for task in tasks])
+    except BaseException:
+        client.cancel(futures, force=True)
+        raise
+
+
+def _result(future: Any, address: str) -> dict[str, Any]:
+    """A finished future's result; Dask's failures as one-line errors."""
+    from asyncio import CancelledError
+    from concurrent.futures import CancelledError as FutureCancelled  # distributed's FutureCancelledError
+
+    from distributed import KilledWorker
+    from distributed.comm import CommClosedError
+
+    try:
+        return future.result()
+    except UserError:
+        raise
+    except KilledWorker as exc:
+        raise ClusterError(f"Dask workers kept dying while running shard {future.key} ({first_line(exc)}); see the "
+                           "workers' logs (out of memory?)") from None
+    except (CancelledError, FutureCancelled, CommClosedError, OSError, TimeoutError) as exc:
+        raise ClusterError(f"lost the Dask scheduler at {address} ({type(exc).__name__}: {first_line(exc)}); "
+                           "the run folder is unchanged") from None
+
+
+def _report_restarts(client: Any, keys: list[str]) -> None:
+    """Shards that ran again because a worker died while running them: said in the log, not silent."""
+    def suspicious(dask_scheduler: Any, keys: list[str] = keys) -> dict[str, int]:
+        return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
+
+    try:
+        counts = client.run_on_scheduler(suspicious)
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        log.debug("could not ask the scheduler for restarted shards: %s", first_line(exc))
+        return
+    for key, count in sorted(counts.items()):
+        if count:
+            log.warning("shard %s ran again after a worker died while running it (%d time%s); its result is the "
+                        "retry's", key, count, "" if count == 1 else "s")
