@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import keras
@@ -143,7 +145,7 @@ def assert_same_run(one: Path, other: Path) -> None:
     assert left["checks"]["verdict"] == right["checks"]["verdict"]
     _close(left["checks"], right["checks"], "checks")
     _close(left["pairs"], right["pairs"], "pairs")
-    assert not list(other.glob(".deeprep-*/shards")) and not list(other.glob(".deeprep-partial-*"))
+    assert not [path for path in other.rglob("*") if "shards" in path.parts or ".tmp-" in path.name]
 
 
 @pytest.mark.parametrize("workers,shard", [(1, 96), (2, 32), (3, 48)])
@@ -280,11 +282,10 @@ def test_bad_data_in_a_shard_is_the_one_process_error_and_leaves_nothing(tmp_pat
     assert "ERROR" in (tmp_path / "dask/run/run.log").read_text(encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, subprocess.Popen]:
+@contextmanager
+def dask_cluster(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A ``dask scheduler`` and two single-threaded ``dask worker`` processes started as docs/cluster.md says:
     (the scheduler's address, its process)."""
-    folder = tmp_path_factory.mktemp("dask")
     dask = str(Path(sys.executable).with_name("dask"))
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
     logs = open(folder / "dask.log", "w")
@@ -298,15 +299,27 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, subprocess
     address = json.loads((folder / "scheduler.json").read_text())["address"]
     started.append(subprocess.Popen([dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
                                     stdout=logs, stderr=logs, env=env, cwd=folder))
-    yield address, started[0]
-    for process in reversed(started):
-        process.terminate()
-    for process in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    logs.close()
+    try:
+        import distributed
+
+        with distributed.Client(address, timeout=30) as client:  # both joined: the tests count them
+            client.wait_for_workers(2, timeout=120)
+        yield address, started[0]
+    finally:
+        for process in reversed(started):
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        logs.close()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen]]:
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as started:
+        yield started
 
 
 def test_separately_started_scheduler_and_workers_store_what_one_process_stores(project, scheduler):
@@ -321,16 +334,57 @@ def test_separately_started_scheduler_and_workers_store_what_one_process_stores(
         assert all(worker.startswith("tcp://127.0.0.1:") for worker in json.loads(store["pairs/t/s"].attrs["workers"]))
 
 
-def test_a_lost_scheduler_is_exit_3_and_leaves_no_run(slow, scheduler):
-    address, process = scheduler
+def test_an_unreachable_scheduler_or_too_few_workers_is_exit_3(project, scheduler, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = ["run", str(project / "pipeline.yaml"), "--quiet", "--out", str(project / "unreachable/run")]
+    code, out, err = run_cli(capsys, *base, "--dask", f"tcp://127.0.0.1:{port}", "--set", "run.executor.timeout=2")
+    assert (code, out) == (3, "") and err.count("\n") == 1, err
+    assert err.startswith(f"error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 2 s "
+                          "(run.executor.address, --dask): ")
+    code, out, err = run_cli(capsys, *base, "--dask", scheduler[0], "--set", "run.executor.timeout=2",
+                             "--set", "run.executor.workers=5")
+    assert (code, out, err) == (3, "", f"error: the Dask scheduler at {scheduler[0]} has 2 of the 5 workers asked "
+                                       "for (run.executor.workers) after 2 s\n")
+    assert sorted(path.name for path in (project / "unreachable/run").iterdir()) == [".deeprep.lock", "run.log"]
+
+
+def test_a_lost_scheduler_is_exit_3_and_leaves_no_run(slow, tmp_path):
+    with dask_cluster(tmp_path) as (address, process):
+        _lose_the_scheduler(slow, address, process)
+
+
+def _lose_the_scheduler(slow: Path, address: str, process: subprocess.Popen) -> None:
     run = slow / "lost" / "run"
     running = subprocess.Popen(dask_command(slow, "lost", "run.executor.workers=2", "run.executor.shard_size=96",
                                             "run.executor.timeout=10", address=address, quiet=True),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     wait_for_shard(run, running)
-    process.kill()  # the last test of this scheduler
+    process.kill()
     out, err = running.communicate(timeout=300)
     assert (running.returncode, out) == (3, ""), err
     assert err.startswith(f"error: lost the Dask scheduler at {address} (") and err.count("\n") == 1, err
     assert err.endswith("); the run folder is unchanged\n")
     assert sorted(path.name for path in run.iterdir()) == [".deeprep.lock", "run.log"]
+
+
+def test_a_worker_that_cannot_see_the_run_folder_says_so(project):
+    """The shard's folder missing on the worker (the run folder not on a shared file system): one clear line."""
+    from deeprep_report.config import load_config
+    from deeprep_report.errors import ClusterError
+    from deeprep_report.extract.cluster.coordinator import _task
+    from deeprep_report.extract.cluster.worker import run_shard
+    from deeprep_report.extract.plan import make_plan
+
+    plan = make_plan(load_config(project / "pipeline.yaml"))
+    pair = next(pair for pair in plan.pairs if pair.model.name == "m")
+    missing = project / "not-mounted" / "shards"
+    task = _task(plan, pair, [], 0, 16, missing / "0-0.h5", "20261204T000000Z-0", "host")
+    with pytest.raises(ClusterError) as raised:
+        run_shard(task)  # in this process: the check comes before anything is loaded
+    assert str(raised.value) == (f"Dask worker pid {os.getpid()} cannot see the run's shard folder {missing}: the "
+                                 "run folder must be on a file system every worker mounts at the same path "
+                                 "(docs/cluster.md)")

@@ -125,7 +125,8 @@ class _Fold:
                 out = outputs[path]
                 accumulator = self.accumulators.get(path) or self._start(path, layer.shape)
                 pooled, peak, view = device.fold_layer(out, layer, accumulator, guesses[path], self.histogram)
-                keep = out["output"][: writer.full_samples - start].numpy() if start < writer.full_samples else None
+                stored = start < writer.full_samples and len(layer.shape) >= 2  # maps: layers with positions
+                keep = out["output"][: writer.full_samples - start].numpy() if stored else None
                 jobs.append((writer, pooled, peak, keep, view, None))
                 continue
             activations = np.asarray(outputs[path])  # a view of TensorFlow's buffer, no copy

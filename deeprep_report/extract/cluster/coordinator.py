@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deeprep_report.extract.cluster.executor import connect, run_tasks
+from deeprep_report.extract.cluster.executor import connect, reduce_mode, run_tasks
 from deeprep_report.extract.cluster.shards import ShardTask, bounds, shard_size, shard_tokens
 from deeprep_report.extract.plan import Pair, Plan
-from deeprep_report.store import StoreWriter, h5_name, pair_key
+from deeprep_report.store import StoreWriter, h5_name, new_run_id, pair_key
 from deeprep_report.extract.cluster.merge import merge_pair
 
 log = logging.getLogger("deeprep")
@@ -29,10 +29,12 @@ def extract_on_dask(plan: Plan, store: StoreWriter, todo: list[tuple[Pair, list[
     """Extract every ``(pair, dataset arrays it stores)`` of ``todo`` as shards on the configured Dask cluster
     and merge them into ``store``; the results equal one process's (docs/design.md, "Running on Dask")."""
     executor = plan.config.pipeline.run.executor
-    folder = Path(store.file.filename).resolve().parent / "shards"
+    folder = Path(store.file.filename).absolute().parent / "shards"  # as given: the path workers must mount
     folder.mkdir()
+    run_id = run_id or new_run_id()  # Dask keys must not collide with another run's on a shared scheduler
     with connect(executor) as client:
         workers = max(1, len(client.scheduler_info()["workers"]))
+        reduce = reduce_mode(client, reduce, executor.address == "local")
         tasks: list[ShardTask] = []
         owners: list[int] = []  # the pair (index in todo) of every task
         for number, (pair, inputs) in enumerate(todo):

@@ -6,8 +6,9 @@ says what happened. A worker that dies mid-shard is replaced by its nanny and
 the scheduler runs the shard again elsewhere (its partial file is left under
 a temporary name, removed with the staging folder); a shard that dies with
 ``distributed.scheduler.allowed-failures`` workers in a row, or a lost
-scheduler, is a :class:`ClusterError` (exit 3). Bad input found by a worker
-(a :class:`UserError`) fails the run as in one process (exit 2).
+scheduler, is a :class:`ClusterError` (exit 3). A shard's own error raised on
+a worker (bad data: a :class:`UserError`; a full disk) fails the run as in one
+process.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from deeprep_report.extract.cluster.shards import ShardTask
-from deeprep_report.extract.cluster.worker import run_shard
-from deeprep_report.errors import ClusterError, UserError, first_line
+from deeprep_report.extract.cluster.worker import release, resolve_on_worker, run_shard
+from deeprep_report.errors import ClusterError, first_line
 from deeprep_report.progress import Progress
 
 log = logging.getLogger("deeprep")
@@ -39,7 +40,11 @@ def connect(executor: Any) -> Iterator[Any]:
                "NUMBA_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=logging.CRITICAL, env=env)
-        client = distributed.Client(cluster)
+        try:
+            client = distributed.Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
         log.info("Dask: a local cluster of %d worker processes (%s threads each)", workers, threads)
     else:
         try:
@@ -59,10 +64,36 @@ def connect(executor: Any) -> Iterator[Any]:
         log.info("Dask: scheduler %s, %d workers", executor.address, len(client.scheduler_info()["workers"]))
     try:
         yield client
+        if cluster is None:  # a shared cluster: its workers let go of this run's models and files
+            _quietly(lambda: client.run(release), "release the workers' models")
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def reduce_mode(client: Any, setting: str, local: bool) -> str:
+    """``extract.reduce`` resolved once for the whole run, so that every shard of a pair is reduced the same way:
+    ``auto`` is what the workers' TensorFlow sees (this machine's for a local cluster); workers that disagree
+    (GPUs on some) all reduce on the host, said in the log."""
+    from deeprep_report.extract.device import resolve
+
+    if setting != "auto" or local:
+        return resolve(setting)
+    modes = set(client.run(resolve_on_worker).values())
+    if len(modes) == 1:
+        return modes.pop()
+    log.warning("extract.reduce auto: some Dask workers see a GPU and some do not; every shard is reduced on the "
+                "host so that the shards of a pair agree (set extract.reduce: device to use the GPUs anyway)")
+    return "host"
+
+
+def _quietly(action: Callable[[], Any], what: str) -> None:
+    """Clean-up that must not hide the error being raised (a client whose scheduler is gone refuses calls)."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - best effort; the run's own outcome is already decided
+        log.debug("could not %s: %s", what, first_line(exc))
 
 
 def _quiet_dask() -> None:
@@ -90,7 +121,7 @@ def run_tasks(client: Any, tasks: list[ShardTask], done: Callable[[int, dict[str
                 progress.advance(1)
         _report_restarts(client, [task.key for task in tasks])
     except BaseException:
-        client.cancel(futures, force=True)
+        _quietly(lambda: client.cancel(futures, force=True), "cancel the other shards")
         raise
 
 
@@ -104,12 +135,12 @@ def _result(future: Any, address: str) -> dict[str, Any]:
 
     try:
         return future.result()
-    except UserError:
-        raise
     except KilledWorker as exc:
         raise ClusterError(f"Dask workers kept dying while running shard {future.key} ({first_line(exc)}); see the "
                            "workers' logs (out of memory?)") from None
     except (CancelledError, FutureCancelled, CommClosedError, OSError, TimeoutError) as exc:
+        if future.status == "error":  # the shard's own error, raised on a worker (a full disk): as in one process
+            raise
         raise ClusterError(f"lost the Dask scheduler at {address} ({type(exc).__name__}: {first_line(exc)}); "
                            "the run folder is unchanged") from None
 

@@ -32,8 +32,9 @@ def merge_pair(store: StoreWriter, shards: list[Path], starts: list[int], model:
                inputs: list[str], contexts: int) -> None:
     """Write the pair's layers, and the dataset arrays ``inputs`` it stored, from its shard files (in sample
     order, shard ``i`` holding the samples from ``starts[i]``); ``contexts`` is the top-``k`` of contexts."""
-    files = [h5py.File(path, "r") for path in shards]
+    files: list[h5py.File] = []
     try:
+        files.extend(h5py.File(path, "r") for path in shards)
         key = f"{pair_key(model, dataset)}/layers"
         for name in _layer_groups(files[0][key]):
             _merge_layer(store, f"{key}/{name}", [f[f"{key}/{name}"] for f in files], starts, contexts)

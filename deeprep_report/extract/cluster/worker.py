@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deeprep_report.errors import ClusterError
 from deeprep_report.extract.cluster.shards import ShardTask, shard_store_settings
 
 _lock = threading.Lock()  # one shard at a time per process: TensorFlow and the numba kernels use every core given
@@ -34,6 +35,10 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
 
 
 def _run(task: ShardTask) -> float:
+    folder = Path(task.path).parent
+    if not folder.is_dir():  # before any work: the likeliest set-up mistake on a real cluster
+        raise ClusterError(f"Dask worker {_address()} cannot see the run's shard folder {folder}: the run folder "
+                           "must be on a file system every worker mounts at the same path (docs/cluster.md)")
     from deeprep_report.tf_runtime import import_tensorflow
 
     import_tensorflow()  # first: the modules below import Keras, whose start-up notices would reach stderr
@@ -49,7 +54,7 @@ def _run(task: ShardTask) -> float:
     data = DatasetEntry(task.data_index, spec.name, _dataset(task), task.rows, task.batch_size,
                         task.data_fingerprint)
     pair = Pair(model, data, task.binding, task.tokens)
-    reduce = device.resolve(task.reduce)  # on the worker: its own accelerator decides
+    reduce = task.reduce  # resolved once for the run (executor.reduce_mode): every shard of a pair alike
     key = (task.model_name, spec.name, reduce)
     if key not in _cache["forwards"]:
         plan = (device.DevicePlan(pair, pipeline.stats.histogram_bins, pipeline.stats.saturation_tol,
@@ -70,6 +75,29 @@ def _run(task: ShardTask) -> float:
         partial.unlink(missing_ok=True)
         raise
     return first
+
+
+def release() -> None:
+    """Forget the last run's models, datasets and compiled functions (run on every worker at the end of a run on
+    a shared cluster, so that nothing holds memory or files until the next run)."""
+    if _cache["run"] is None:
+        return
+    import keras
+
+    with _lock:
+        for part in ("loaded", "models", "datasets", "forwards"):
+            _cache[part].clear()
+        keras.backend.clear_session()
+        _cache["run"] = None
+
+
+def resolve_on_worker() -> str:
+    """``extract.reduce: auto`` as this worker resolves it (TensorFlow imported quietly first)."""
+    from deeprep_report.extract.device import resolve
+    from deeprep_report.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    return resolve("auto")
 
 
 def _start_run(run_id: str) -> None:
