@@ -8,7 +8,8 @@ MobileNetV2(weights=None) at 96×96×3 on random images, the Conv2D, DepthwiseCo
 - Dask: the same with ``run.executor: {kind: dask, address: local, workers: 2}`` — cluster start, workers
   importing TensorFlow and loading the model, every shard, and the merge into one store all counted. On a
   2-core machine two workers share the cores one process uses: this measures overhead (target ≤ 1.25×);
-- merge: the coordinator's time merging the shards (the pair's ``merge_seconds``) against the extract time;
+- merge: the coordinator's time merging the shards (the pair's ``merge_seconds``, mostly overlapped with the
+  extraction of later shards) against the Dask extract stage;
 - copy vs virtual datasets: the merged store's per-sample arrays cut into the run's shards again, then joined
   into one store by copying (``merge.concatenate``, what a run does) or by HDF5 virtual datasets with relative
   paths, each followed by one full read of every array (what the analysis does);
@@ -188,9 +189,9 @@ def main() -> None:
         print(f"  one process               {one['seconds']:7.1f} s")
         print(f"  Dask, {args.workers} local workers     {spread['seconds']:7.1f} s   {spread['seconds'] / one['seconds']:.2f} x "
               f"one process   (target <= 1.25 on 2 cores)   {spread['shards']} shards")
-        extract_seconds = spread["seconds"] - spread["merge_seconds"]
         print(f"  shard merge               {spread['merge_seconds']:7.1f} s   "
-              f"{spread['merge_seconds'] / extract_seconds:.2f} x the rest of the Dask extract stage")
+              f"{spread['merge_seconds'] / spread['seconds']:.2f} x the Dask extract stage (each shard is copied "
+              "as soon as it and the ones before it are done, while the others run)")
         join = workdir / "join"
         join.mkdir()
         joined = run_child("join", str(workdir / "dask/activations.h5"), str(spread["shards"]), str(join))

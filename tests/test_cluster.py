@@ -28,7 +28,7 @@ from test_text import conv_model, token_data
 
 N = 101  # rows of each dataset: no shard size below divides it
 TIMING = {"started", "seconds", "samples_per_second", "first_batch_seconds", "shards", "workers", "worker_seconds",
-          "merge_seconds"}
+          "merge_seconds", "dask"}  # how and how fast it ran, not what it found
 ACCUMULATED = ("moments/", "stats/")  # summed in another order: equal within 1e-12 relative
 
 
@@ -162,6 +162,10 @@ def test_a_local_cluster_stores_what_one_process_stores(project, workers, shard)
         assert pair["shards"] == shards and len(json.loads(pair["workers"])) <= workers
         assert pair["merge_seconds"] >= 0 and pair["n_samples"] == N
     assert f"6 pairs in {6 * shards} shards on {workers} workers" in (run / "run.log").read_text(encoding="utf-8")
+    record = read_summary(run)["pairs"][0]["dask"]
+    assert record["shards"] == shards and 1 <= record["workers"] <= workers and record["worker_seconds"] > 0
+    assert read_summary(project / "outputs/one")["pairs"][0]["dask"] is None
+    assert f"on Dask: {shards} shards on {record['workers']} worker" in (run / "report.html").read_text(encoding="utf-8")
 
 
 def test_shards_reduced_on_the_device_store_what_one_process_does(project, capsys):

@@ -85,9 +85,18 @@ def _pair(store: StoreReader, model: str, dataset: str) -> dict[str, Any]:
         "model": model, "dataset": dataset, "n_samples": attrs["n_samples"],
         "seconds": attrs["seconds"], "samples_per_second": attrs["samples_per_second"],
         "layers": [_layer(store, model, dataset, path) for path in store.layers(model, dataset)],
-        "analysis": None, "reused_from": attrs.get("reused_from") or None, "tokens": _tokens(store, model, dataset),
+        "analysis": None, "reused_from": attrs.get("reused_from") or None, "dask": _dask(attrs),
+        "tokens": _tokens(store, model, dataset),
         "unscaled_inputs": json.loads(attrs.get("unscaled_inputs", "[]")),
     }
+
+
+def _dask(attrs: Any) -> dict[str, Any] | None:
+    """How a pair was extracted on Dask (its shards' record, docs/store.md), or None for one process."""
+    if "shards" not in attrs:
+        return None
+    return {"shards": int(attrs["shards"]), "workers": len(json.loads(attrs["workers"])),
+            "worker_seconds": float(attrs["worker_seconds"]), "merge_seconds": float(attrs["merge_seconds"])}
 
 
 def _tokens(store: StoreReader, model: str, dataset: str) -> dict[str, Any] | None:

@@ -19,11 +19,12 @@ import numpy as np
 from deeprep_report.store.runfolder import write_atomic
 
 SCHEMA_ID = "deeprep-summary"
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 #: Versions this tool can still read (render): 1 lacks the depth analysis, 2 the checks, 3 the analysis views,
 #: 4 the masks and token analysis of sequence models, 5 the weights audit, 6 the unscaled-input list, 7 the
-#: run id (``run.id``, also in every other file of the run folder).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+#: run id (``run.id``, also in every other file of the run folder), 8 how a pair was extracted on Dask
+#: (``pairs[].dask``).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 NONFINITE_NOTE = "NaN and +/-Infinity are written as null"
 
 

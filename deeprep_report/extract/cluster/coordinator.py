@@ -19,7 +19,7 @@ from deeprep_report.extract.cluster.executor import connect, reduce_mode, run_ta
 from deeprep_report.extract.cluster.shards import ShardTask, bounds, shard_size, shard_tokens
 from deeprep_report.extract.plan import Pair, Plan
 from deeprep_report.store import StoreWriter, h5_name, new_run_id, pair_key
-from deeprep_report.extract.cluster.merge import merge_pair
+from deeprep_report.extract.cluster.merge import PairMerge
 
 log = logging.getLogger("deeprep")
 
@@ -75,35 +75,54 @@ def _built_in_code(plan: Plan, index: int) -> bool:
 
 
 class _Merger:
-    """Merges pairs in order as their last shard finishes (the store is written by this thread only)."""
+    """Merges each pair's shards in shard order as they finish (a shard waits only for the ones before it), and
+    completes a pair with its last shard. Runs in this thread only: the store has one writer."""
 
     def __init__(self, store: StoreWriter, todo: list[tuple[Pair, list[str]]], tasks: list[ShardTask],
                  owners: list[int], contexts: int) -> None:
         self.store, self.todo, self.tasks, self.owners, self.contexts = store, todo, tasks, owners, contexts
+        self.order: dict[int, list[int]] = {}  # per pair: its tasks, in sample order
+        for index, owner in enumerate(owners):
+            self.order.setdefault(owner, []).append(index)
+        self.merged = dict.fromkeys(self.order, 0)  # per pair: shards merged so far
+        self.merges: dict[int, PairMerge] = {}
+        self.merge_seconds = dict.fromkeys(self.order, 0.0)
         self.results: dict[int, dict[str, Any]] = {}
-        self.next = 0  # the next pair to merge
 
     def done(self, index: int, result: dict[str, Any]) -> None:
         self.results[index] = result
-        while self.next < len(self.todo):
-            mine = [i for i, owner in enumerate(self.owners) if owner == self.next]
-            if any(i not in self.results for i in mine):
-                return
-            self._merge(self.next, mine)
-            self.next += 1
+        number = self.owners[index]
+        mine = self.order[number]
+        while self.merged[number] < len(mine) and mine[self.merged[number]] in self.results:
+            task = self.tasks[mine[self.merged[number]]]
+            clock = time.perf_counter()
+            self._merge(number).add(Path(task.path), task.start)
+            Path(task.path).unlink()  # copied: the shard's disk space goes now, not at the end of the run
+            self.merge_seconds[number] += time.perf_counter() - clock
+            self.merged[number] += 1
+        if self.merged[number] == len(mine) and number in self.merges:
+            self._finish(number, mine)
 
-    def _merge(self, number: int, mine: list[int]) -> None:
-        pair, inputs = self.todo[number]
+    def _merge(self, number: int) -> PairMerge:
+        if number not in self.merges:
+            pair, inputs = self.todo[number]
+            n = len(pair.data.rows)
+            full = self.store.settings.full_samples
+            rows = {"maps": n if full == "all" else min(int(full), n),
+                    "tokens": len(pair.tokens.positions) if pair.tokens is not None else 0}
+            self.merges[number] = PairMerge(self.store, pair.model.name, pair.data.name, inputs, self.contexts, n,
+                                            rows)
+        return self.merges[number]
+
+    def _finish(self, number: int, mine: list[int]) -> None:
+        pair, _ = self.todo[number]
         model, data = pair.model.name, pair.data.name
-        results = [self.results[i] for i in mine]
-        paths = [Path(self.tasks[i].path) for i in mine]
         clock = time.perf_counter()
-        merge_pair(self.store, paths, [self.tasks[i].start for i in mine], model, data, inputs, self.contexts)
+        self.merges.pop(number).finish()
         if pair.tokens is not None:
             self.store.write_tokens(pair_key(model, data), pair.tokens)
-        for path in paths:
-            path.unlink()
-        merge_seconds = time.perf_counter() - clock
+        merge_seconds = self.merge_seconds[number] + time.perf_counter() - clock
+        results = [self.results[i] for i in mine]
         first = min(r["started"] for r in results)
         seconds = max(r["finished"] for r in results) - first
         self.store.set_attrs(pair_key(model, data), {
