@@ -108,7 +108,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a CI job cancelled, ``docker stop``): handled like Ctrl-C, so the run folder is cleaned up."""
 
 
+#: Set by the SIGTERM handler: the exception it raises can surface as another one when it lands inside C code
+#: (TensorFlow tracing a function turns it into ``SystemError``), and a terminated run is still exit 143.
+_terminated = False
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    global _terminated
+    _terminated = True
     raise Terminated()
 
 
@@ -131,6 +138,8 @@ def entry() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
         return _main(argv)
+    global _terminated
+    _terminated = False
     previous = signal.signal(signal.SIGTERM, _terminate)
     hook = sys.unraisablehook
     sys.unraisablehook = _log_unraisable
@@ -178,6 +187,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place a bug becomes exit 3
+        if _terminated:  # the SIGTERM, turned into another exception by the C code it interrupted
+            logging.getLogger("deeprep").debug("SIGTERM surfaced as %s: %s", type(exc).__name__, exc)
+            print("terminated (SIGTERM)", file=sys.stderr)
+            return 143
         if args.debug:
             raise
         from deeprep_report.store import damaged_store_error

@@ -100,6 +100,27 @@ def test_sigterm_is_a_clean_exit_like_ctrl_c(tmp_path):
     assert not list(run_dir.glob(".deeprep-partial-*")) and not (run_dir / "summary.json").exists()
 
 
+def test_sigterm_that_surfaces_as_another_error_is_still_a_termination(monkeypatch, capsys):
+    """A SIGTERM landing while TensorFlow traces a function comes out of its C code as ``SystemError`` (seen in
+    CI: ``Objects/listobject.c:338: bad argument to internal function``): still exit 143 and the usual line."""
+    import signal
+
+    from deeprep_report import cli
+
+    def run_hit_by_sigterm(args, run_log):
+        try:
+            cli._terminate(signal.SIGTERM, None)
+        except cli.Terminated:
+            raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+
+    monkeypatch.setattr(cli, "_run", run_hit_by_sigterm)
+    capsys.readouterr()
+    assert main(["run", "pipeline.yaml", "--quiet"]) == 143
+    assert capsys.readouterr().err == "terminated (SIGTERM)\n"
+    monkeypatch.setattr(cli, "_run", lambda args, run_log: 1 / 0)  # without a SIGTERM, a bug stays a bug
+    assert main(["run", "pipeline.yaml", "--quiet"]) == 3
+
+
 SAVEDMODEL_THAT_WRITES = '''
 import sys
 import tensorflow as tf
