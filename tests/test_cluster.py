@@ -287,9 +287,9 @@ def test_bad_data_in_a_shard_is_the_one_process_error_and_leaves_nothing(tmp_pat
 
 
 @contextmanager
-def dask_cluster(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def dask_cluster(folder: Path) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
     """A ``dask scheduler`` and two single-threaded ``dask worker`` processes started as docs/cluster.md says:
-    (the scheduler's address, its process)."""
+    (the scheduler's address, its process, the workers' process)."""
     dask = str(Path(sys.executable).with_name("dask"))
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
     logs = open(folder / "dask.log", "w")
@@ -302,13 +302,13 @@ def dask_cluster(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     time.sleep(0.2)  # the file is written in one go, but give it a moment
     address = json.loads((folder / "scheduler.json").read_text())["address"]
     started.append(subprocess.Popen([dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
-                                    stdout=logs, stderr=logs, env=env, cwd=folder))
+                                    stdout=logs, stderr=logs, env=env, cwd=folder, start_new_session=True))
     try:
         import distributed
 
         with distributed.Client(address, timeout=30) as client:  # both joined: the tests count them
             client.wait_for_workers(2, timeout=120)
-        yield address, started[0]
+        yield address, started[0], started[1]
     finally:
         for process in reversed(started):
             process.terminate()
@@ -321,13 +321,13 @@ def dask_cluster(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen]]:
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
     with dask_cluster(tmp_path_factory.mktemp("dask")) as started:
         yield started
 
 
 def test_separately_started_scheduler_and_workers_store_what_one_process_stores(project, scheduler):
-    address, _ = scheduler
+    address = scheduler[0]
     code, out, err = dask_run(project, "external", "run.executor.workers=2", "run.executor.shard_size=64",
                               address=address, quiet=True)
     assert (code, err) == (0, ""), err
@@ -357,8 +357,25 @@ def test_an_unreachable_scheduler_or_too_few_workers_is_exit_3(project, schedule
 
 
 def test_a_lost_scheduler_is_exit_3_and_leaves_no_run(slow, tmp_path):
-    with dask_cluster(tmp_path) as (address, process):
+    with dask_cluster(tmp_path) as (address, process, _):
         _lose_the_scheduler(slow, address, process)
+
+
+def test_workers_that_all_leave_end_the_run_after_the_timeout(slow, tmp_path):
+    """Dask would keep the shards waiting for workers forever; a scheduled job must end."""
+    with dask_cluster(tmp_path) as (address, _, workers):
+        run = slow / "abandoned" / "run"
+        running = subprocess.Popen(dask_command(slow, "abandoned", "run.executor.workers=2",
+                                                "run.executor.shard_size=96", "run.executor.timeout=4",
+                                                address=address, quiet=True),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        wait_for_shard(run, running)
+        os.killpg(workers.pid, signal.SIGKILL)  # the workers' supervisor, its nannies and worker processes
+        out, err = running.communicate(timeout=300)
+    assert (running.returncode, out) == (3, ""), err
+    assert err == (f"error: the Dask scheduler at {address} has had no workers for 4 s (run.executor.timeout) while "
+                   "shards wait: they left or died; start workers and run again\n")
+    assert sorted(path.name for path in run.iterdir()) == [".deeprep.lock", "run.log"]
 
 
 def _lose_the_scheduler(slow: Path, address: str, process: subprocess.Popen) -> None:

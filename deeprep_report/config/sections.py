@@ -28,8 +28,8 @@ class ExecutorSection(Strict):
         "auto", description="kind dask: rows per shard, a multiple of every dataset's batch_size (shards are whole "
                             "batches, so every sample sees the batch it sees in one process); 'auto': about four "
                             "shards per worker.")
-    timeout: float = Field(30.0, gt=0, description="kind dask: seconds to wait for the scheduler, and for the "
-                                                   "workers asked for.")
+    timeout: float = Field(30.0, gt=0, description="kind dask: seconds to wait for the scheduler, for the "
+                                                   "workers asked for, and for any worker while shards wait.")
 
     @field_validator("shard_size")
     @classmethod

@@ -44,7 +44,7 @@ def extract_on_dask(plan: Plan, store: StoreWriter, todo: list[tuple[Pair, list[
                 owners.append(number)
         log.info("Dask: %d pairs in %d shards on %d workers", len(todo), len(tasks), workers)
         merger = _Merger(store, todo, tasks, owners, plan.config.pipeline.analysis.tokens.contexts)
-        run_tasks(client, tasks, merger.done, executor.address, bar)
+        run_tasks(client, tasks, merger.done, executor, bar)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -13,6 +13,8 @@ process.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 from contextlib import contextmanager
@@ -104,45 +106,84 @@ def _quiet_dask() -> None:
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
-def run_tasks(client: Any, tasks: list[ShardTask], done: Callable[[int, dict[str, Any]], None], address: str,
+def run_tasks(client: Any, tasks: list[ShardTask], done: Callable[[int, dict[str, Any]], None], executor: Any,
               bar: bool | None = None) -> None:
     """Run every task; ``done(i, result)`` is called in this process as task ``i`` finishes (in any order).
 
-    On a failure every other task is cancelled before the error is raised, so no worker keeps writing into a
-    staging folder that is about to be removed."""
-    from distributed import as_completed
+    While shards wait, a cluster left without workers for ``run.executor.timeout`` seconds fails the run (Dask
+    would hold them forever: a nightly job must end). On a failure every other task is cancelled before the
+    error is raised, so no worker starts another shard of a run that is being removed."""
+    from distributed import wait
 
     futures = [client.submit(run_shard, task, key=task.key, retries=0) for task in tasks]
     index = {future.key: i for i, future in enumerate(futures)}
+    pending, idle = set(futures), _Idle(client, executor)
     try:
-        with Progress(len(tasks), f"shards on {address}", bar=bar, unit="shard") as progress:
-            for future in as_completed(futures):
-                done(index[future.key], _result(future, address))
-                progress.advance(1)
+        with Progress(len(tasks), f"shards on {executor.address}", bar=bar, unit="shard") as progress:
+            while pending:
+                try:
+                    finished, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    idle.check()
+                    continue
+                except _LOST as exc:  # every future cancelled at once: the client lost the scheduler
+                    raise _lost(executor.address, exc) from None
+                for future in finished:
+                    done(index[future.key], _result(future, executor.address))
+                    progress.advance(1)
         _report_restarts(client, [task.key for task in tasks])
     except BaseException:
         _quietly(lambda: client.cancel(futures, force=True), "cancel the other shards")
         raise
 
 
+#: How often the coordinator looks at the cluster while no shard finishes.
+POLL_SECONDS = 2.0
+
+
+class _Idle:
+    """Counts how long the cluster has had no workers while shards wait."""
+
+    def __init__(self, client: Any, executor: Any) -> None:
+        self.client, self.executor, self.since = client, executor, None
+
+    def check(self) -> None:
+        import time
+
+        if self.client.scheduler_info().get("workers"):
+            self.since = None
+            return
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        if now - self.since >= self.executor.timeout:
+            raise ClusterError(f"the Dask scheduler at {self.executor.address} has had no workers for "
+                               f"{self.executor.timeout:g} s (run.executor.timeout) while shards wait: they left "
+                               "or died; start workers and run again")
+
+
+#: What the client raises when it has lost the scheduler (distributed's Future(s)CancelledError are
+#: concurrent.futures' CancelledError; CommClosedError is an OSError).
+_LOST = (asyncio.CancelledError, concurrent.futures.CancelledError, OSError, TimeoutError)
+
+
+def _lost(address: str, exc: BaseException) -> ClusterError:
+    return ClusterError(f"lost the Dask scheduler at {address} ({type(exc).__name__}: {first_line(exc)}); the run "
+                        "folder is unchanged")
+
+
 def _result(future: Any, address: str) -> dict[str, Any]:
     """A finished future's result; Dask's failures as one-line errors."""
-    from asyncio import CancelledError
-    from concurrent.futures import CancelledError as FutureCancelled  # distributed's FutureCancelledError
-
     from distributed import KilledWorker
-    from distributed.comm import CommClosedError
 
     try:
         return future.result()
     except KilledWorker as exc:
         raise ClusterError(f"Dask workers kept dying while running shard {future.key} ({first_line(exc)}); see the "
                            "workers' logs (out of memory?)") from None
-    except (CancelledError, FutureCancelled, CommClosedError, OSError, TimeoutError) as exc:
+    except _LOST as exc:
         if future.status == "error":  # the shard's own error, raised on a worker (a full disk): as in one process
             raise
-        raise ClusterError(f"lost the Dask scheduler at {address} ({type(exc).__name__}: {first_line(exc)}); "
-                           "the run folder is unchanged") from None
+        raise _lost(address, exc) from None
 
 
 def _report_restarts(client: Any, keys: list[str]) -> None:
