@@ -11,7 +11,7 @@ MobileNetV2(weights=None) at 96×96×3 on random images, the Conv2D, DepthwiseCo
 - merge: the coordinator's time merging the shards (the pair's ``merge_seconds``, mostly overlapped with the
   extraction of later shards) against the Dask extract stage;
 - copy vs virtual datasets: the merged store's per-sample arrays cut into the run's shards again, then joined
-  into one store by copying (``merge.concatenate``, what a run does) or by HDF5 virtual datasets with relative
+  into one store by copying (``merge.copy_rows``, what a run does) or by HDF5 virtual datasets with relative
   paths, each followed by one full read of every array (what the analysis does);
 - on a GPU: the extract stage with ``extract.reduce: host`` and ``device`` against the bare forward pass
   (target: device ≤ 1.5× bare); without a GPU, that it was not measured.
@@ -91,7 +91,7 @@ def child_join(store: Path, shards: int, workdir: Path) -> dict:
     import numpy as np
 
     from deeprep_report.config.sections import StoreSection
-    from deeprep_report.extract.cluster.merge import concatenate
+    from deeprep_report.extract.cluster.merge import copy_rows
     from deeprep_report.extract.cluster.shards import bounds
     from deeprep_report.store import StoreWriter
 
@@ -119,8 +119,12 @@ def child_join(store: Path, shards: int, workdir: Path) -> dict:
     clock = time.perf_counter()
     sources = [h5py.File(path, "r") for path in files]
     with StoreWriter(workdir / "copy.h5", StoreSection()) as writer:
-        for name in names:
-            concatenate(writer, name, [source[name] for source in sources])
+        for name in names:  # as merge.PairMerge copies them: created as the writer creates it, block by block
+            parts = [source[name] for source in sources]
+            target = writer.create(name, (n, *parts[0].shape[1:]), parts[0].dtype)
+            offset = 0
+            for part in parts:
+                offset = copy_rows(target, part, offset)
     for source in sources:
         source.close()
     copy = time.perf_counter() - clock
@@ -196,7 +200,7 @@ def main() -> None:
         join.mkdir()
         joined = run_child("join", str(workdir / "dask/activations.h5"), str(spread["shards"]), str(join))
         print(f"  join {joined['arrays']} per-sample arrays ({joined['megabytes']:.0f} MB) from {spread['shards']} shards:")
-        print(f"    copy (merge.concatenate)  {joined['copy']:6.2f} s, then a full read {joined['read_copy']:6.2f} s")
+        print(f"    copy (merge.copy_rows)    {joined['copy']:6.2f} s, then a full read {joined['read_copy']:6.2f} s")
         print(f"    virtual datasets          {joined['virtual']:6.2f} s, then a full read {joined['read_virtual']:6.2f} s")
         if not run_child("gpu")["gpus"]:
             print("  GPU: none here; host vs device reduction vs the bare forward pass not measured")

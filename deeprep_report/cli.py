@@ -170,16 +170,11 @@ def _main(argv: Sequence[str] | None) -> int:
         commands = {"run": lambda: _run(args, run_log), "validate": lambda: _validate(args),
                     "render": lambda: _render(args), "check": lambda: _check(args), "index": lambda: _index(args)}
         return commands[args.command]()
-    except UserError as exc:
+    except (UserError, ClusterError) as exc:  # bad input (exit 2), or the cluster failed the run (exit 3)
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ClusterError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_BAD_INPUT if isinstance(exc, UserError) else EXIT_INTERNAL
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated):
             print("terminated (SIGTERM)", file=sys.stderr)

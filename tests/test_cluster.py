@@ -409,3 +409,24 @@ def test_a_worker_that_cannot_see_the_run_folder_says_so(project):
     assert str(raised.value) == (f"Dask worker pid {os.getpid()} cannot see the run's shard folder {missing}: the "
                                  "run folder must be on a file system every worker mounts at the same path "
                                  "(docs/cluster.md)")
+
+
+def test_models_built_in_code_send_their_weights_to_the_workers(project, tmp_path):
+    """A factory's (seeded) random initialisation is not reproducible in a Dask worker: the shard task carries the
+    coordinator's weights file; a model read from a file needs none."""
+    from deeprep_report.config import load_config
+    from deeprep_report.extract.cluster.coordinator import _task
+    from deeprep_report.extract.plan import make_plan
+
+    plan = make_plan(load_config(project / "pipeline.yaml"))
+    pairs = {pair.model.name: pair for pair in plan.pairs}
+    task = _task(plan, pairs["f"], [], 0, 16, tmp_path / "0-0.h5", "20261204T000000Z-1", "host")
+    assert task.weights == str(tmp_path / "f.weights.h5")
+    coordinator = pairs["f"].model.loaded.model
+    rebuilt = keras.models.clone_model(coordinator)
+    rebuilt.load_weights(task.weights)
+    for theirs, ours in zip(rebuilt.weights, coordinator.weights, strict=True):
+        np.testing.assert_array_equal(theirs.numpy(), ours.numpy())
+    assert _task(plan, pairs["m"], [], 0, 16, tmp_path / "0-0.h5", "20261204T000000Z-1", "host").weights is None
+    twin = _task(plan, pairs["m@random"], [], 0, 16, tmp_path / "0-0.h5", "20261204T000000Z-1", "host")
+    assert twin.weights == str(tmp_path / "m@random.weights.h5")  # the twin: its own random weights

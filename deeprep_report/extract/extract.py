@@ -16,7 +16,7 @@ import numpy as np
 from deeprep_report import __version__
 from deeprep_report.extract import cache
 from deeprep_report.extract.device import resolve
-from deeprep_report.extract.forward import extract_pair
+from deeprep_report.extract.forward import extract_pair, inputs_to_store
 from deeprep_report.extract.plan import DatasetEntry, ModelEntry, Pair, Plan
 from deeprep_report.extract.weights import weight_rows
 from deeprep_report.store import StoreWriter, h5_name, pair_key
@@ -47,7 +47,7 @@ def extract(plan: Plan, store: StoreWriter, bar: bool | None = None, reuse_from:
         if found is not None:
             _reuse_pair(pair, store, found, stored_inputs)
         elif on_dask:  # decided in pair order, as one process does, so the same pair stores each input
-            arrays = [a for a in sorted(set(pair.binding.values())) if (pair.data.name, a) not in stored_inputs]
+            arrays = inputs_to_store(pair, stored_inputs)
             stored_inputs.update((pair.data.name, a) for a in arrays)
             todo.append((pair, arrays))
         else:

@@ -39,9 +39,9 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     """Run one model over one dataset, writing its selected layers' activations, views and accumulators.
 
     ``forward`` is the pair's :func:`compile_forward` when the caller keeps one (a Dask worker runs several
-    shards of a pair through one compiled function); by default it is compiled here. ``reduce`` (``host`` or
-    ``device``, as :func:`device.resolve` makes ``extract.reduce``): where each batch is reduced; with
-    ``device`` a given ``forward`` must come from :func:`compile_forward` with a :class:`device.DevicePlan`.
+    shards of a pair through one compiled function); by default it is compiled here, reducing each batch
+    where ``reduce`` (``host`` or ``device``, as :func:`device.resolve` makes ``extract.reduce``) says; a given
+    ``forward`` reduces where it was compiled to (:func:`compile_forward`'s ``reduce``).
 
     Three threads form a pipeline: this one runs the forward pass of batch k+1
     while a worker folds batch k into the statistics (numba, GIL released) and
@@ -50,19 +50,14 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     """
     model, data = pair.model, pair.data
     paths = [info.path for info in model.selected]
-    if reduce not in ("host", "device"):
-        raise ValueError(f"reduce: expected 'host' or 'device', got {reduce!r}")
-    plan = getattr(forward, "device_plan", None) if forward is not None else None
-    if forward is not None and (plan is not None) != (reduce == "device"):
-        raise ValueError(f"reduce={reduce!r} needs a forward compiled with"
-                         f"{'' if reduce == 'device' else 'out'} compile_forward(..., reduce=DevicePlan(...))")
     if forward is None:
-        if reduce == "device":
-            plan = device.DevicePlan(pair, stats.histogram_bins, stats.saturation_tol, views)
+        plan = device.DevicePlan(pair, stats.histogram_bins, stats.saturation_tol, views) if reduce == "device" \
+            else None
         forward = compile_forward(model.graph, paths, pair, plan)
+    plan = forward.device_plan  # where a given forward function reduces: it was compiled for it
     state = device.DeviceState(paths) if plan is not None else None
     arrays = sorted(set(pair.binding.values()))
-    new_inputs = [a for a in arrays if (data.name, a) not in stored_inputs]
+    new_inputs = inputs_to_store(pair, stored_inputs)
     folding = _Fold(store, pair, paths, stats, views, tokens,
                     _InputStore(store, data, new_inputs, views, pair) if new_inputs else None, plan)
     started_at = utc_now()
@@ -82,11 +77,21 @@ def extract_pair(pair: Pair, store: StoreWriter, stats: StatsSection, views: Vie
     if pair.tokens is not None:
         store.write_tokens(pair_key(model.name, data.name), pair.tokens)
     stored_inputs.update((data.name, a) for a in new_inputs)
-    store.set_attrs(pair_key(model.name, data.name), {
-        "model": model.name, "dataset": data.name, "n_samples": len(data.rows), "layers": paths,
-        "binding": pair.binding, "started": started_at, "seconds": progress.elapsed,
-        "samples_per_second": progress.steady_rate, "first_batch_seconds": progress.first[1] if progress.first else 0.0,
-    })
+    store.set_attrs(pair_key(model.name, data.name), pair_attrs(
+        pair, started_at, progress.elapsed, progress.steady_rate, progress.first[1] if progress.first else 0.0))
+
+
+def pair_attrs(pair: Pair, started: str, seconds: float, samples_per_second: float,
+               first_batch_seconds: float) -> dict[str, Any]:
+    """The pair group's extraction attributes (docs/store.md), as one process and a Dask merge write them."""
+    return {"model": pair.model.name, "dataset": pair.data.name, "n_samples": len(pair.data.rows),
+            "layers": [info.path for info in pair.model.selected], "binding": pair.binding, "started": started,
+            "seconds": seconds, "samples_per_second": samples_per_second, "first_batch_seconds": first_batch_seconds}
+
+
+def inputs_to_store(pair: Pair, stored_inputs: set[tuple[str, str]]) -> list[str]:
+    """The dataset arrays a pair reads that no earlier pair stored: it writes them (and their views)."""
+    return [a for a in sorted(set(pair.binding.values())) if (pair.data.name, a) not in stored_inputs]
 
 
 class _Fold:
@@ -231,7 +236,9 @@ def compile_forward(graph: Any, paths: list[str], pair: Pair, reduce: device.Dev
 
     if reduce is None:
         # plain Python: nothing for autograph to convert
-        return tf.function(outputs, input_signature=[signature], autograph=False)
+        host = tf.function(outputs, input_signature=[signature], autograph=False)
+        host.device_plan = None
+        return host
 
     @tf.function(input_signature=[signature, device.state_signature(paths)], autograph=False)
     def forward(batch: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ every later stage reads through :class:`StoreReader`. Formats: docs/store.md, do
 """
 
 from deeprep_report.store.activations import (
-    FORMAT, FORMAT_VERSION, LayerWriter, StoreWriter, h5_name, layer_key, pair_key, read_rows,
+    FORMAT, FORMAT_VERSION, LayerWriter, StoreWriter, full_rows, h5_name, layer_key, pair_key, read_rows,
 )
 from deeprep_report.store.reader import StoreReader
 from deeprep_report.store.provenance import package_versions, platform_info, utc_now
@@ -25,7 +25,7 @@ from deeprep_report.store.summary import (
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "MARKER", "NONFINITE_NOTE", "SUMMARY", "is_run_folder", "new_run_id", "open_run",
     "read_marker", "READABLE_VERSIONS", "SCHEMA_ID", "SCHEMA_VERSION", "Baseline", "damaged_store_error",
-    "LayerWriter", "RunFolder", "StoreReader", "StoreWriter", "audited_pairs", "data_difference", "display_path",
+    "LayerWriter", "RunFolder", "full_rows", "StoreReader", "StoreWriter", "audited_pairs", "data_difference", "display_path",
     "h5_name", "layer_key", "load_summary", "match_pairs", "open_baseline", "open_store", "read_summary", "package_versions", "pair_key",
     "platform_info", "random_twins", "read_rows", "stored_pipeline", "to_json_value", "utc_now", "write_atomic", "write_json",
 ]

@@ -179,6 +179,12 @@ def _log_finalizer_error(kind: type[BaseException], error: BaseException, tb: An
     log.debug("HDF5 finalizer while writing the store: %s: %s", kind.__name__, error)
 
 
+def full_rows(settings: StoreSection, samples: int) -> int:
+    """How many of ``samples`` samples keep their full maps (``store.full_samples``: the first ones, or all)."""
+    full = settings.full_samples
+    return samples if full == "all" else min(int(full), samples)
+
+
 class LayerWriter:
     """Creates a layer's datasets on its first batch (when the output shape is known) and fills them."""
 
@@ -193,8 +199,7 @@ class LayerWriter:
         self.peak: h5py.Dataset | None = None
         self.tokens: h5py.Dataset | None = None
         self.tokens_total = 0  # sampled token positions, for token-aligned sequence layers
-        full = store.settings.full_samples
-        self.full_samples = samples if full == "all" else min(int(full), samples)
+        self.full_samples = full_rows(store.settings, samples)
 
     def write(self, start: int, pooled: np.ndarray, activations: np.ndarray | None,
               view: np.ndarray | None = None, token_rows: tuple[slice, np.ndarray] | None = None,

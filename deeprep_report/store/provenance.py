@@ -29,6 +29,7 @@ def platform_info() -> dict[str, str]:
             platform.python_implementation(), "executable": sys.executable}
 
 
-def utc_now() -> str:
-    """ISO 8601 UTC timestamp with seconds, e.g. 2026-11-27T02:30:08Z."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def utc_now(timestamp: float | None = None) -> str:
+    """ISO 8601 UTC timestamp with seconds, e.g. 2026-11-27T02:30:08Z: now, or of a ``time.time()`` value."""
+    moment = datetime.now(timezone.utc) if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")

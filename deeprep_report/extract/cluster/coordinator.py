@@ -18,7 +18,8 @@ from typing import Any
 from deeprep_report.extract.cluster.executor import connect, reduce_mode, run_tasks
 from deeprep_report.extract.cluster.shards import ShardTask, bounds, shard_size, shard_tokens
 from deeprep_report.extract.plan import Pair, Plan
-from deeprep_report.store import StoreWriter, h5_name, new_run_id, pair_key
+from deeprep_report.extract.forward import pair_attrs
+from deeprep_report.store import StoreWriter, full_rows, h5_name, new_run_id, pair_key, utc_now
 from deeprep_report.extract.cluster.merge import PairMerge
 
 log = logging.getLogger("deeprep")
@@ -107,8 +108,7 @@ class _Merger:
         if number not in self.merges:
             pair, inputs = self.todo[number]
             n = len(pair.data.rows)
-            full = self.store.settings.full_samples
-            rows = {"maps": n if full == "all" else min(int(full), n),
+            rows = {"maps": full_rows(self.store.settings, n),
                     "tokens": len(pair.tokens.positions) if pair.tokens is not None else 0}
             self.merges[number] = PairMerge(self.store, pair.model.name, pair.data.name, inputs, self.contexts, n,
                                             rows)
@@ -126,20 +126,11 @@ class _Merger:
         first = min(r["started"] for r in results)
         seconds = max(r["finished"] for r in results) - first
         self.store.set_attrs(pair_key(model, data), {
-            "model": model, "dataset": data, "n_samples": len(pair.data.rows),
-            "layers": [info.path for info in pair.model.selected], "binding": pair.binding,
-            "started": _iso(first), "seconds": seconds,
-            "samples_per_second": len(pair.data.rows) / seconds if seconds > 0 else 0.0,
-            "first_batch_seconds": max(r["first_batch_seconds"] for r in results),
+            **pair_attrs(pair, utc_now(first), seconds, len(pair.data.rows) / seconds if seconds > 0 else 0.0,
+                         max(r["first_batch_seconds"] for r in results)),
             "shards": len(mine), "workers": sorted({r["worker"] for r in results}),
             "worker_seconds": sum(r["finished"] - r["started"] for r in results), "merge_seconds": merge_seconds,
         })
         log.info("%s × %s: %d samples in %d shards on %d workers in %.1f s, merged in %.1f s", model, data,
                  len(pair.data.rows), len(mine), len({r["worker"] for r in results}), seconds, merge_seconds)
 
-
-def _iso(timestamp: float) -> str:
-    import datetime
-
-    moment = datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc)
-    return moment.isoformat().replace("+00:00", "Z")  # as store.utc_now writes it

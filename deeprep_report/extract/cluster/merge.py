@@ -92,7 +92,7 @@ class PairMerge:
             target = self.store.create(key, (total, *part.shape[1:]), part.dtype, contiguous=contiguous)
             target.attrs.update(dict(part.attrs))
             self.offsets[key] = 0
-        self.offsets[key] = _copy(self.store.file[key], part, self.offsets[key])
+        self.offsets[key] = copy_rows(self.store.file[key], part, self.offsets[key])
 
 
 def _accumulators(group: h5py.Group, start: int) -> dict[str, Any]:
@@ -126,18 +126,7 @@ def _merge_contexts(parts: list[dict[str, Any]], k: int) -> dict[str, np.ndarray
     return top.arrays()
 
 
-def concatenate(store: StoreWriter, key: str, parts: list[h5py.Dataset], contiguous: bool = False) -> Any:
-    """``parts`` one after the other along the sample axis, into a dataset created as the writer creates it."""
-    rows = sum(len(part) for part in parts)
-    target = store.create(key, (rows, *parts[0].shape[1:]), parts[0].dtype, contiguous=contiguous)
-    offset = 0
-    for part in parts:
-        offset = _copy(target, part, offset)
-    target.attrs.update(dict(parts[0].attrs))
-    return target
-
-
-def _copy(target: h5py.Dataset, part: h5py.Dataset, offset: int) -> int:
+def copy_rows(target: h5py.Dataset, part: h5py.Dataset, offset: int) -> int:
     """``part`` into ``target`` from row ``offset``, a block at a time; returns the next offset."""
     per_row = max(1, int(np.prod(part.shape[1:], dtype=np.int64)) * part.dtype.itemsize)
     step = max(1, _BLOCK_BYTES // per_row)

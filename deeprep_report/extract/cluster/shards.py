@@ -18,6 +18,7 @@ import numpy as np
 
 from deeprep_report.config import Config
 from deeprep_report.extract.tokens import PairTokens
+from deeprep_report.store import full_rows
 
 #: Shards per worker when ``shard_size: auto``: enough to keep every worker busy while one is slow, few enough
 #: that per-shard costs (opening a file, the first batch) stay small.
@@ -99,7 +100,6 @@ def shard_tokens(tokens: PairTokens | None, start: int, stop: int) -> PairTokens
 def shard_store_settings(settings: Any, start: int, count: int) -> Any:
     """The store settings of a shard: full maps only of the pair's first ``full_samples`` samples, and no
     compression (the merge writes the run's store with the configured filter)."""
-    full = settings.full_samples
-    kept = full if full == "all" else max(0, min(int(full) - start, count))
+    kept = max(0, full_rows(settings, start + count) - start)
     return settings.model_copy(update={"full_samples": kept, "compression": None})
 

@@ -68,7 +68,7 @@ def _run(task: ShardTask) -> float:
             store.set_attrs(f"datasets/{h5_name(spec.name)}", {"nonfinite_inputs": 0})
             stored = {(spec.name, array) for array in task.binding.values() if array not in task.new_inputs}
             extract_pair(pair, store, pipeline.stats, pipeline.analysis.view, pipeline.analysis.tokens, stored,
-                         bar=False, forward=_cache["forwards"][key], reduce=reduce)
+                         bar=False, forward=_cache["forwards"][key])
             first = float(store.file[pair_key(task.model_name, spec.name)].attrs["first_batch_seconds"])
         os.replace(partial, final)
     except BaseException:
@@ -80,15 +80,9 @@ def _run(task: ShardTask) -> float:
 def release() -> None:
     """Forget the last run's models, datasets and compiled functions (run on every worker at the end of a run on
     a shared cluster, so that nothing holds memory or files until the next run)."""
-    if _cache["run"] is None:
-        return
-    import keras
-
-    with _lock:
-        for part in ("loaded", "models", "datasets", "forwards"):
-            _cache[part].clear()
-        keras.backend.clear_session()
-        _cache["run"] = None
+    if _cache["run"] is not None:
+        with _lock:
+            _forget(None)
 
 
 def resolve_on_worker() -> str:
@@ -103,8 +97,12 @@ def resolve_on_worker() -> str:
 def _start_run(run_id: str) -> None:
     """A new run forgets the last one's models and datasets, and Keras's layer numbering starts again as in
     a new process (a factory's unnamed layers are numbered per process)."""
-    if _cache["run"] == run_id:
-        return
+    if _cache["run"] != run_id:
+        _forget(run_id)
+
+
+def _forget(run_id: str | None) -> None:
+    """Drop the cached models, datasets and compiled functions, and Keras's state; ``run_id`` is the next run."""
     import keras
 
     for part in ("loaded", "models", "datasets", "forwards"):
